@@ -1,2 +1,62 @@
-//! (in progress)
+//! The spiffile trust bundle: every identity's public keys, bound to the
+//! identity they may sign for.
+//!
+//! A standard SPIFFE bundle is one flat key set per trust domain, because a
+//! central issuer signs every token. In spiffile each workload signs its own
+//! tokens, so a flat key set would let any workload mint tokens for any
+//! other. This document binds each key to one SPIFFE ID instead:
+//!
+//! ```json
+//! {
+//!   "trust_domain": "example.org",
+//!   "spiffile_version": 1,
+//!   "identities": {
+//!     "spiffe://example.org/orders": { "keys": [ { "kty": "EC", "crv": "P-256", "…": "…" } ] }
+//!   }
+//! }
+//! ```
+//!
+//! This crate parses, validates, edits and writes that document. It holds no
+//! signing code, so bundle tooling can use it alone.
+//!
+//! * Document-level faults (invalid JSON, a missing member, a version other
+//!   than 1, an invalid trust domain) are errors.
+//! * An identity entry or a key that is invalid is **skipped with a warning**:
+//!   one bad entry must not stop verification for everyone else. Warnings are
+//!   logged through `tracing` and kept in [`Bundle::warnings`].
+//! * [`Bundle::to_json`] writes a canonical form: identities sorted, 2-space
+//!   indentation, a trailing newline; the same bundle always gives the same
+//!   bytes.
+//!
+//! ```
+//! use spiffile_bundle::Bundle;
+//!
+//! let json = br#"{
+//!   "trust_domain": "example.org",
+//!   "spiffile_version": 1,
+//!   "identities": {
+//!     "spiffe://example.org/orders": {"keys": [{
+//!       "kty": "EC", "crv": "P-256",
+//!       "x": "PTYXlahmuCwBzgmCLWJYQAWryOo_ufBDDx08bL0Pi-U",
+//!       "y": "pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxX0",
+//!       "kid": "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q",
+//!       "use": "jwt-svid", "alg": "ES256"}]},
+//!     "spiffe://other.org/x": {"keys": []}
+//!   }
+//! }"#;
+//! let bundle = Bundle::from_json(json)?;
+//! assert_eq!(bundle.len(), 1);
+//! assert_eq!(bundle.warnings().len(), 1); // the identity of another trust domain
+//! let keys = bundle.keys("spiffe://example.org/orders").unwrap();
+//! assert_eq!(keys[0].kid(), "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q");
+//! # Ok::<(), spiffile_bundle::BundleError>(())
+//! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod document;
+mod key;
+
+pub use document::{Bundle, BundleError, MAX_BUNDLE_BYTES, SPIFFILE_VERSION, Warning, WarningKind};
+pub use key::{ES256, JWT_SVID_USE, KeyError, PublicKey};
+pub use spiffile_id::{IdError, SpiffeId, TrustDomain};

@@ -1,0 +1,428 @@
+//! One public key of the bundle: an EC P-256 JWK.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use p256::FieldElement;
+use p256::elliptic_curve::subtle::ConstantTimeEq;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The `use` value a key must carry (when it carries one) to validate JWT-SVIDs.
+pub const JWT_SVID_USE: &str = "jwt-svid";
+/// The only algorithm of the profile.
+pub const ES256: &str = "ES256";
+
+/// Why a JWK is not a usable public key. The message names the member.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key is not a JSON object.
+    #[error("is not a JSON object")]
+    NotAnObject,
+    /// A required member is absent.
+    #[error("has no `{0}` member")]
+    Missing(&'static str),
+    /// A member has the wrong JSON type.
+    #[error("member `{member}` is not a {expected}")]
+    WrongType {
+        /// The member.
+        member: &'static str,
+        /// What it should have been.
+        expected: &'static str,
+    },
+    /// `kty` is not `EC`.
+    #[error("member `kty` is {0:?}; only \"EC\" keys are supported")]
+    KeyType(String),
+    /// `crv` is not `P-256`.
+    #[error("member `crv` is {0:?}; only \"P-256\" is supported")]
+    Curve(String),
+    /// The key carries private key material.
+    #[error("carries the private member `d`; a bundle holds public keys only")]
+    PrivateMember,
+    /// A coordinate is not unpadded base64url.
+    #[error("member `{0}` is not unpadded base64url")]
+    Base64(&'static str),
+    /// A coordinate does not decode to 32 bytes.
+    #[error("member `{member}` decodes to {len} bytes; P-256 coordinates are 32 bytes")]
+    CoordinateLength {
+        /// `x` or `y`.
+        member: &'static str,
+        /// The decoded length.
+        len: usize,
+    },
+    /// The point is not on the P-256 curve.
+    #[error("coordinates `x`/`y` are not a point on the P-256 curve")]
+    NotOnCurve,
+    /// `kid` is empty.
+    #[error("member `kid` is empty")]
+    EmptyKid,
+    /// `use` is present but not `jwt-svid`.
+    #[error("member `use` is {0:?}; a key for JWT-SVIDs has \"jwt-svid\"")]
+    Use(String),
+    /// `alg` is present but not `ES256`.
+    #[error("member `alg` is {0:?}; only \"ES256\" is supported")]
+    Algorithm(String),
+}
+
+/// A validated EC P-256 public key bound in a bundle, as a JWK.
+///
+/// The coordinates are checked to be on the curve when the key is built or
+/// parsed. Members the profile does not use are kept (and written back) as they
+/// were, except private members, which are never accepted.
+///
+/// ```
+/// use spiffile_bundle::PublicKey;
+/// let jwk = serde_json::json!({
+///     "kty": "EC", "crv": "P-256",
+///     "x": "PTYXlahmuCwBzgmCLWJYQAWryOo_ufBDDx08bL0Pi-U",
+///     "y": "pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxX0",
+///     "kid": "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q",
+///     "use": "jwt-svid", "alg": "ES256"
+/// });
+/// let key = PublicKey::from_jwk(&jwk)?;
+/// assert_eq!(key.kid(), key.thumbprint());
+/// # Ok::<(), spiffile_bundle::KeyError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    kid: String,
+    x: [u8; 32],
+    y: [u8; 32],
+    use_: Option<String>,
+    alg: Option<String>,
+    extra: Map<String, Value>,
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKey").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+/// Checks that (x, y) is an affine point of P-256: both coordinates reduced
+/// modulo p and `y² = x³ − 3x + b`.
+///
+/// Done with the field arithmetic of `p256` rather than by decompressing the
+/// point (which takes a square root): loading 10 000 keys has to stay in the
+/// low milliseconds.
+fn on_curve(x: &[u8; 32], y: &[u8; 32]) -> bool {
+    let x = FieldElement::from_bytes(&(*x).into());
+    let y = FieldElement::from_bytes(&(*y).into());
+    let (Some(x), Some(y)) = (Option::<FieldElement>::from(x), Option::<FieldElement>::from(y))
+    else {
+        return false;
+    };
+    let b = FieldElement::from_bytes(
+        &[
+            0x5a, 0xc6, 0x35, 0xd8, 0xaa, 0x3a, 0x93, 0xe7, 0xb3, 0xeb, 0xbd, 0x55, 0x76, 0x98,
+            0x86, 0xbc, 0x65, 0x1d, 0x06, 0xb0, 0xcc, 0x53, 0xb0, 0xf6, 0x3b, 0xce, 0x3c, 0x3e,
+            0x27, 0xd2, 0x60, 0x4b,
+        ]
+        .into(),
+    );
+    let Some(b) = Option::<FieldElement>::from(b) else {
+        return false;
+    };
+    let three_x = x + x + x;
+    let rhs = x.square() * x - three_x + b;
+    bool::from(y.square().ct_eq(&rhs))
+}
+
+fn coordinate(obj: &Map<String, Value>, member: &'static str) -> Result<[u8; 32], KeyError> {
+    let s = match obj.get(member) {
+        None => return Err(KeyError::Missing(member)),
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(KeyError::WrongType {
+                member,
+                expected: "string",
+            });
+        }
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(s.as_bytes())
+        .map_err(|_| KeyError::Base64(member))?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::CoordinateLength {
+        member,
+        len: bytes.len(),
+    })
+}
+
+fn string_member<'a>(
+    obj: &'a Map<String, Value>,
+    member: &'static str,
+) -> Result<Option<&'a str>, KeyError> {
+    match obj.get(member) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(KeyError::WrongType {
+            member,
+            expected: "string",
+        }),
+    }
+}
+
+/// RFC 7638 thumbprint of a P-256 key: SHA-256 over the required members in
+/// lexicographic order, base64url without padding.
+fn thumbprint_of(x: &[u8; 32], y: &[u8; 32]) -> String {
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(x),
+        URL_SAFE_NO_PAD.encode(y)
+    );
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+impl PublicKey {
+    /// Builds a key from its affine coordinates, with `kid` set to the RFC 7638
+    /// thumbprint, `use` to `jwt-svid` and `alg` to `ES256`.
+    pub fn from_coordinates(x: [u8; 32], y: [u8; 32]) -> Result<Self, KeyError> {
+        if !on_curve(&x, &y) {
+            return Err(KeyError::NotOnCurve);
+        }
+        Ok(PublicKey {
+            kid: thumbprint_of(&x, &y),
+            x,
+            y,
+            use_: Some(JWT_SVID_USE.to_owned()),
+            alg: Some(ES256.to_owned()),
+            extra: Map::new(),
+        })
+    }
+
+    /// Builds a key from the 65-byte uncompressed SEC1 encoding
+    /// (`0x04 ‖ x ‖ y`), as `ring` returns it for a key pair.
+    pub fn from_sec1(point: &[u8]) -> Result<Self, KeyError> {
+        if point.len() != 65 || point[0] != 0x04 {
+            return Err(KeyError::NotOnCurve);
+        }
+        let mut x = [0u8; 32];
+        let mut y = [0u8; 32];
+        x.copy_from_slice(&point[1..33]);
+        y.copy_from_slice(&point[33..65]);
+        Self::from_coordinates(x, y)
+    }
+
+    /// Parses and validates a JWK (a JSON object).
+    pub fn from_jwk(jwk: &Value) -> Result<Self, KeyError> {
+        let obj = jwk.as_object().ok_or(KeyError::NotAnObject)?;
+        if obj.contains_key("d") {
+            return Err(KeyError::PrivateMember);
+        }
+        match string_member(obj, "kty")? {
+            None => return Err(KeyError::Missing("kty")),
+            Some("EC") => {}
+            Some(other) => return Err(KeyError::KeyType(other.to_owned())),
+        }
+        match string_member(obj, "crv")? {
+            None => return Err(KeyError::Missing("crv")),
+            Some("P-256") => {}
+            Some(other) => return Err(KeyError::Curve(other.to_owned())),
+        }
+        let x = coordinate(obj, "x")?;
+        let y = coordinate(obj, "y")?;
+        let kid = string_member(obj, "kid")?.ok_or(KeyError::Missing("kid"))?;
+        if kid.is_empty() {
+            return Err(KeyError::EmptyKid);
+        }
+        let use_ = string_member(obj, "use")?;
+        if let Some(u) = use_ {
+            if u != JWT_SVID_USE {
+                return Err(KeyError::Use(u.to_owned()));
+            }
+        }
+        let alg = string_member(obj, "alg")?;
+        if let Some(a) = alg {
+            if a != ES256 {
+                return Err(KeyError::Algorithm(a.to_owned()));
+            }
+        }
+        if !on_curve(&x, &y) {
+            return Err(KeyError::NotOnCurve);
+        }
+        let extra = obj
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "kty" | "crv" | "x" | "y" | "kid" | "use" | "alg"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(PublicKey {
+            kid: kid.to_owned(),
+            x,
+            y,
+            use_: use_.map(str::to_owned),
+            alg: alg.map(str::to_owned),
+            extra,
+        })
+    }
+
+    /// The key ID (`kid`).
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The `use` member, if the JWK had one.
+    pub fn key_use(&self) -> Option<&str> {
+        self.use_.as_deref()
+    }
+
+    /// The x coordinate (big-endian).
+    pub fn x(&self) -> &[u8; 32] {
+        &self.x
+    }
+
+    /// The y coordinate (big-endian).
+    pub fn y(&self) -> &[u8; 32] {
+        &self.y
+    }
+
+    /// The 65-byte uncompressed SEC1 encoding `0x04 ‖ x ‖ y`, the form
+    /// signature verifiers take.
+    pub fn to_sec1(&self) -> [u8; 65] {
+        let mut out = [0u8; 65];
+        out[0] = 0x04;
+        out[1..33].copy_from_slice(&self.x);
+        out[33..].copy_from_slice(&self.y);
+        out
+    }
+
+    /// The RFC 7638 JWK thumbprint (SHA-256, base64url), the recommended `kid`.
+    pub fn thumbprint(&self) -> String {
+        thumbprint_of(&self.x, &self.y)
+    }
+
+    /// Whether `other` is the same public key (same point), whatever the
+    /// `kid` and other members say.
+    pub fn same_point(&self, other: &PublicKey) -> bool {
+        self.x == other.x && self.y == other.y
+    }
+
+    /// The JWK as a JSON object, members in the order the other
+    /// implementations write them (`kty, crv, x, y, kid, use, alg`), then any
+    /// other members.
+    pub fn to_jwk(&self) -> Value {
+        Value::Object(self.ordered_members())
+    }
+
+    pub(crate) fn ordered_members(&self) -> Map<String, Value> {
+        // serde_json's Map is sorted unless `preserve_order` is on; the
+        // document writer uses `members()` to control the order itself.
+        let mut m = Map::new();
+        for (k, v) in self.members() {
+            m.insert(k.to_owned(), v);
+        }
+        m
+    }
+
+    /// The members in the canonical writing order.
+    pub(crate) fn members(&self) -> Vec<(&str, Value)> {
+        let mut v: Vec<(&str, Value)> = vec![
+            ("kty", Value::from("EC")),
+            ("crv", Value::from("P-256")),
+            ("x", Value::from(URL_SAFE_NO_PAD.encode(self.x))),
+            ("y", Value::from(URL_SAFE_NO_PAD.encode(self.y))),
+            ("kid", Value::from(self.kid.as_str())),
+        ];
+        if let Some(u) = &self.use_ {
+            v.push(("use", Value::from(u.as_str())));
+        }
+        if let Some(a) = &self.alg {
+            v.push(("alg", Value::from(a.as_str())));
+        }
+        for (k, val) in &self.extra {
+            v.push((k.as_str(), val.clone()));
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn orders() -> Value {
+        json!({
+            "kty": "EC", "crv": "P-256",
+            "x": "PTYXlahmuCwBzgmCLWJYQAWryOo_ufBDDx08bL0Pi-U",
+            "y": "pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxX0",
+            "kid": "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q",
+            "use": "jwt-svid", "alg": "ES256"
+        })
+    }
+
+    fn with(member: &str, value: Value) -> Value {
+        let mut v = orders();
+        v[member] = value;
+        v
+    }
+
+    fn without(member: &str) -> Value {
+        let mut v = orders();
+        v.as_object_mut().unwrap().remove(member);
+        v
+    }
+
+    #[test]
+    fn fixture_key_and_thumbprint() {
+        let k = PublicKey::from_jwk(&orders()).unwrap();
+        assert_eq!(k.thumbprint(), "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q");
+        assert_eq!(k.to_jwk(), orders());
+        let again = PublicKey::from_coordinates(*k.x(), *k.y()).unwrap();
+        assert_eq!(again, k);
+    }
+
+    #[test]
+    fn rejections_name_the_member() {
+        use KeyError::*;
+        let cases: Vec<(Value, KeyError)> = vec![
+            (json!("nope"), NotAnObject),
+            (with("d", json!("AAAA")), PrivateMember),
+            (with("kty", json!("RSA")), KeyType("RSA".into())),
+            (without("kty"), Missing("kty")),
+            (with("crv", json!("P-384")), Curve("P-384".into())),
+            (with("crv", json!(256)), WrongType { member: "crv", expected: "string" }),
+            (without("x"), Missing("x")),
+            (with("x", json!("PTYXlahmuCwBzgmCLWJYQAWryOo/ufBDDx08bL0Pi+U")), Base64("x")),
+            (with("x", json!("PTYXlahmuCwBzgmCLWJYQAWryOo_ufBDDx08bL0Pi-U=")), Base64("x")),
+            (with("y", json!("pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxQ")), CoordinateLength { member: "y", len: 31 }),
+            (with("y", json!("pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxX1")), Base64("y")),
+            (with("y", json!("pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxX4")), NotOnCurve),
+            (without("kid"), Missing("kid")),
+            (with("kid", json!("")), EmptyKid),
+            (with("kid", json!(7)), WrongType { member: "kid", expected: "string" }),
+            (with("use", json!("sig")), Use("sig".into())),
+            (with("alg", json!("ES384")), Algorithm("ES384".into())),
+        ];
+        for (jwk, want) in cases {
+            assert_eq!(PublicKey::from_jwk(&jwk), Err(want.clone()), "{jwk}");
+            assert!(want.to_string().len() > 10);
+        }
+    }
+
+    #[test]
+    fn optional_members_and_extras() {
+        let k = PublicKey::from_jwk(&without("use")).unwrap();
+        assert_eq!(k.key_use(), None);
+        let k = PublicKey::from_jwk(&with("x5t", json!("abc"))).unwrap();
+        assert_eq!(k.to_jwk()["x5t"], "abc");
+    }
+
+    #[test]
+    fn coordinates_must_be_reduced() {
+        // p itself as x is not a field element.
+        let p: [u8; 32] = [
+            0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert_eq!(PublicKey::from_coordinates(p, [0; 32]), Err(KeyError::NotOnCurve));
+        assert_eq!(PublicKey::from_coordinates([0; 32], [0; 32]), Err(KeyError::NotOnCurve));
+    }
+
+    #[test]
+    fn debug_shows_only_the_kid() {
+        let k = PublicKey::from_jwk(&orders()).unwrap();
+        let d = format!("{k:?}");
+        assert!(d.contains("mxUG_"));
+        assert!(!d.contains("PTYXlahm"));
+    }
+}
