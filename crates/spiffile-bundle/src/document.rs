@@ -264,15 +264,15 @@ impl Bundle {
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first.is_some_and(|b| *b != b'{') {
             // Valid JSON of another type, or not JSON at all?
-            return Err(
-                match serde_json::from_slice::<de::IgnoredAny>(bytes) {
-                    Ok(_) => BundleError::NotAnObject,
-                    Err(e) => json_error(&e),
-                },
-            );
+            return Err(match serde_json::from_slice::<de::IgnoredAny>(bytes) {
+                Ok(_) => BundleError::NotAnObject,
+                Err(e) => json_error(&e),
+            });
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw = de.deserialize_map(DocumentVisitor).map_err(|e| json_error(&e))?;
+        let raw = de
+            .deserialize_map(DocumentVisitor)
+            .map_err(|e| json_error(&e))?;
         de.end().map_err(|e| json_error(&e))?;
         Self::from_raw(raw)
     }
@@ -286,7 +286,9 @@ impl Bundle {
         }
         let td = match raw.trust_domain {
             None => return Err(BundleError::MissingMember("trust_domain")),
-            Some(Value::String(s)) => TrustDomain::new(&s).map_err(BundleError::InvalidTrustDomain)?,
+            Some(Value::String(s)) => {
+                TrustDomain::new(&s).map_err(BundleError::InvalidTrustDomain)?
+            }
             Some(_) => {
                 return Err(BundleError::WrongType {
                     member: "trust_domain",
@@ -306,7 +308,13 @@ impl Bundle {
         Ok(bundle)
     }
 
-    fn warn(&mut self, kind: WarningKind, identity: &str, key_index: Option<usize>, message: String) {
+    fn warn(
+        &mut self,
+        kind: WarningKind,
+        identity: &str,
+        key_index: Option<usize>,
+        message: String,
+    ) {
         self.warnings.push(Warning {
             kind,
             identity: identity.to_owned(),
@@ -363,7 +371,11 @@ impl Bundle {
             }
         }
         if good.is_empty() {
-            let msg = if keys.is_empty() { "has no keys" } else { "has no usable key" };
+            let msg = if keys.is_empty() {
+                "has no keys"
+            } else {
+                "has no usable key"
+            };
             return self.warn(skip, &name, None, msg.into());
         }
         self.identities.insert(id, good);
@@ -458,7 +470,12 @@ impl Bundle {
         self.insert_key(id, key, false)
     }
 
-    fn insert_key(&mut self, id: &SpiffeId, key: PublicKey, first: bool) -> Result<(), BundleError> {
+    fn insert_key(
+        &mut self,
+        id: &SpiffeId,
+        key: PublicKey,
+        first: bool,
+    ) -> Result<(), BundleError> {
         self.check_member(id)?;
         let keys = self.identities.entry(id.clone()).or_default();
         if keys.iter().any(|k| k.kid() == key.kid()) {
@@ -466,7 +483,10 @@ impl Bundle {
             if keys.is_empty() {
                 self.identities.remove(id);
             }
-            return Err(BundleError::DuplicateKid { id: id.clone(), kid });
+            return Err(BundleError::DuplicateKid {
+                id: id.clone(),
+                kid,
+            });
         }
         if first {
             keys.insert(0, key);
@@ -525,9 +545,16 @@ impl Bundle {
         ));
         for (n, (id, keys)) in self.identities.iter().enumerate() {
             out.push_str(if n == 0 { "\n" } else { ",\n" });
-            out.push_str(&format!("    {}: {{\n      \"keys\": [", json_str(id.as_str())));
+            out.push_str(&format!(
+                "    {}: {{\n      \"keys\": [",
+                json_str(id.as_str())
+            ));
             for (i, k) in keys.iter().enumerate() {
-                out.push_str(if i == 0 { "\n        {" } else { ",\n        {" });
+                out.push_str(if i == 0 {
+                    "\n        {"
+                } else {
+                    ",\n        {"
+                });
                 for (j, (name, value)) in k.members().into_iter().enumerate() {
                     out.push_str(if j == 0 { "\n" } else { ",\n" });
                     out.push_str("          ");
@@ -537,9 +564,17 @@ impl Bundle {
                 }
                 out.push_str("\n        }");
             }
-            out.push_str(if keys.is_empty() { "]\n    }" } else { "\n      ]\n    }" });
+            out.push_str(if keys.is_empty() {
+                "]\n    }"
+            } else {
+                "\n      ]\n    }"
+            });
         }
-        out.push_str(if self.identities.is_empty() { "}" } else { "\n  }" });
+        out.push_str(if self.identities.is_empty() {
+            "}"
+        } else {
+            "\n  }"
+        });
         for (name, value) in &self.extra {
             out.push_str(",\n  ");
             out.push_str(&json_str(name));
@@ -624,14 +659,30 @@ mod tests {
             (br#"{"trust_domain":"example.org","trust_domain":"example.org","spiffile_version":1,"identities":{}}"#, BundleError::DuplicateMember("trust_domain".into())),
         ];
         for (input, want) in cases {
-            assert_eq!(Bundle::from_json(input), Err(want), "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                Bundle::from_json(input),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
         }
         assert_eq!(
-            Bundle::from_json(br#"{"trust_domain":"example.org","spiffile_version":1,"identities":[]}"#),
-            Err(BundleError::WrongType { member: "identities", expected: "an object" })
+            Bundle::from_json(
+                br#"{"trust_domain":"example.org","spiffile_version":1,"identities":[]}"#
+            ),
+            Err(BundleError::WrongType {
+                member: "identities",
+                expected: "an object"
+            })
         );
-        assert!(matches!(Bundle::from_json(b"{} x"), Err(BundleError::Json { .. })));
-        assert!(matches!(Bundle::from_json(b"\xff\xfe"), Err(BundleError::Json { .. })));
+        assert!(matches!(
+            Bundle::from_json(b"{} x"),
+            Err(BundleError::Json { .. })
+        ));
+        assert!(matches!(
+            Bundle::from_json(b"\xff\xfe"),
+            Err(BundleError::Json { .. })
+        ));
     }
 
     #[test]
@@ -639,7 +690,10 @@ mod tests {
         let big = vec![b' '; MAX_BUNDLE_BYTES + 1];
         assert_eq!(
             Bundle::from_json(&big),
-            Err(BundleError::TooLarge { len: MAX_BUNDLE_BYTES + 1, max: MAX_BUNDLE_BYTES })
+            Err(BundleError::TooLarge {
+                len: MAX_BUNDLE_BYTES + 1,
+                max: MAX_BUNDLE_BYTES
+            })
         );
     }
 
@@ -715,8 +769,11 @@ mod tests {
             "spiffe://example.org/twin": {"keys": [orders_jwk()]},
         }));
         assert_eq!(b.len(), 2);
-        assert!(b.warnings().iter().any(|w| w.kind == WarningKind::Advice
-            && w.message.contains("also bound to `spiffe://example.org/orders`")));
+        assert!(b.warnings().iter().any(|w| {
+            w.kind == WarningKind::Advice
+                && w.message
+                    .contains("also bound to `spiffe://example.org/orders`")
+        }));
     }
 
     #[test]
@@ -727,7 +784,11 @@ mod tests {
         }));
         let text = b.to_json();
         assert!(text.ends_with("}\n"));
-        assert!(text.starts_with("{\n  \"trust_domain\": \"example.org\",\n  \"spiffile_version\": 1,\n"));
+        assert!(
+            text.starts_with(
+                "{\n  \"trust_domain\": \"example.org\",\n  \"spiffile_version\": 1,\n"
+            )
+        );
         let again = Bundle::from_json(text.as_bytes()).unwrap();
         assert_eq!(again, b);
         assert_eq!(again.to_json(), text);
@@ -746,7 +807,8 @@ mod tests {
         // The fixture's bundle is what the Python reference writes for two
         // identities (json.dumps, indent 2); ours differs only in identity
         // order, which we sort.
-        let f: Value = serde_json::from_str(include_str!("../../../conformance/fixtures.json")).unwrap();
+        let f: Value =
+            serde_json::from_str(include_str!("../../../conformance/fixtures.json")).unwrap();
         let b = Bundle::from_json(&serde_json::to_vec(&f["bundle"]).unwrap()).unwrap();
         let ours: Value = serde_json::from_str(&b.to_json()).unwrap();
         assert_eq!(ours, f["bundle"]);
@@ -772,20 +834,30 @@ mod tests {
         b.add_key(&orders, k1.clone()).unwrap();
         assert_eq!(
             b.add_key(&orders, k1.clone()),
-            Err(BundleError::DuplicateKid { id: orders.clone(), kid: k1.kid().into() })
+            Err(BundleError::DuplicateKid {
+                id: orders.clone(),
+                kid: k1.kid().into()
+            })
         );
         b.add_key_first(&orders, k2.clone()).unwrap();
         assert_eq!(b.keys(ORDERS).unwrap()[0].kid(), k2.kid());
         assert_eq!(b.remove_key(ORDERS, k2.kid()), Some(k2.clone()));
         assert_eq!(b.keys(ORDERS).unwrap().len(), 1);
         let other: SpiffeId = "spiffe://other.org/x".parse().unwrap();
-        assert!(matches!(b.add_key(&other, k2.clone()), Err(BundleError::OutsideTrustDomain { .. })));
+        assert!(matches!(
+            b.add_key(&other, k2.clone()),
+            Err(BundleError::OutsideTrustDomain { .. })
+        ));
         assert!(b.remove_key(ORDERS, k1.kid()).is_some());
         assert!(b.is_empty());
         b.set_keys(&orders, vec![k1.clone(), k2.clone()]).unwrap();
         assert_eq!(b.remove_identity(ORDERS).map(|k| k.len()), Some(2));
         assert!(b.to_json().contains("\"identities\": {}"));
-        assert!(Bundle::from_json(b.to_json().as_bytes()).unwrap().is_empty());
+        assert!(
+            Bundle::from_json(b.to_json().as_bytes())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -95,7 +95,9 @@ pub struct PublicKey {
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PublicKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("PublicKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,8 +110,10 @@ impl std::fmt::Debug for PublicKey {
 fn on_curve(x: &[u8; 32], y: &[u8; 32]) -> bool {
     let x = FieldElement::from_bytes(&(*x).into());
     let y = FieldElement::from_bytes(&(*y).into());
-    let (Some(x), Some(y)) = (Option::<FieldElement>::from(x), Option::<FieldElement>::from(y))
-    else {
+    let (Some(x), Some(y)) = (
+        Option::<FieldElement>::from(x),
+        Option::<FieldElement>::from(y),
+    ) else {
         return false;
     };
     let b = FieldElement::from_bytes(
@@ -242,7 +246,12 @@ impl PublicKey {
         }
         let extra = obj
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "kty" | "crv" | "x" | "y" | "kid" | "use" | "alg"))
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "kty" | "crv" | "x" | "y" | "kid" | "use" | "alg"
+                )
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Ok(PublicKey {
@@ -365,7 +374,10 @@ mod tests {
     #[test]
     fn fixture_key_and_thumbprint() {
         let k = PublicKey::from_jwk(&orders()).unwrap();
-        assert_eq!(k.thumbprint(), "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q");
+        assert_eq!(
+            k.thumbprint(),
+            "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q"
+        );
         assert_eq!(k.to_jwk(), orders());
         let again = PublicKey::from_coordinates(*k.x(), *k.y()).unwrap();
         assert_eq!(again, k);
@@ -380,16 +392,46 @@ mod tests {
             (with("kty", json!("RSA")), KeyType("RSA".into())),
             (without("kty"), Missing("kty")),
             (with("crv", json!("P-384")), Curve("P-384".into())),
-            (with("crv", json!(256)), WrongType { member: "crv", expected: "string" }),
+            (
+                with("crv", json!(256)),
+                WrongType {
+                    member: "crv",
+                    expected: "string",
+                },
+            ),
             (without("x"), Missing("x")),
-            (with("x", json!("PTYXlahmuCwBzgmCLWJYQAWryOo/ufBDDx08bL0Pi+U")), Base64("x")),
-            (with("x", json!("PTYXlahmuCwBzgmCLWJYQAWryOo_ufBDDx08bL0Pi-U=")), Base64("x")),
-            (with("y", json!("pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxQ")), CoordinateLength { member: "y", len: 31 }),
-            (with("y", json!("pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxX1")), Base64("y")),
-            (with("y", json!("pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxX4")), NotOnCurve),
+            (
+                with("x", json!("PTYXlahmuCwBzgmCLWJYQAWryOo/ufBDDx08bL0Pi+U")),
+                Base64("x"),
+            ),
+            (
+                with("x", json!("PTYXlahmuCwBzgmCLWJYQAWryOo_ufBDDx08bL0Pi-U=")),
+                Base64("x"),
+            ),
+            (
+                with("y", json!("pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxQ")),
+                CoordinateLength {
+                    member: "y",
+                    len: 31,
+                },
+            ),
+            (
+                with("y", json!("pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxX1")),
+                Base64("y"),
+            ),
+            (
+                with("y", json!("pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxX4")),
+                NotOnCurve,
+            ),
             (without("kid"), Missing("kid")),
             (with("kid", json!("")), EmptyKid),
-            (with("kid", json!(7)), WrongType { member: "kid", expected: "string" }),
+            (
+                with("kid", json!(7)),
+                WrongType {
+                    member: "kid",
+                    expected: "string",
+                },
+            ),
             (with("use", json!("sig")), Use("sig".into())),
             (with("alg", json!("ES384")), Algorithm("ES384".into())),
         ];
@@ -414,8 +456,14 @@ mod tests {
             0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
             0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
         ];
-        assert_eq!(PublicKey::from_coordinates(p, [0; 32]), Err(KeyError::NotOnCurve));
-        assert_eq!(PublicKey::from_coordinates([0; 32], [0; 32]), Err(KeyError::NotOnCurve));
+        assert_eq!(
+            PublicKey::from_coordinates(p, [0; 32]),
+            Err(KeyError::NotOnCurve)
+        );
+        assert_eq!(
+            PublicKey::from_coordinates([0; 32], [0; 32]),
+            Err(KeyError::NotOnCurve)
+        );
     }
 
     #[test]

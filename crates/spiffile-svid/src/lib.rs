@@ -1,2 +1,31 @@
-//! (in progress)
+//! JWT-SVIDs for spiffile: each workload mints short-lived, audience-bound
+//! tokens with its own P-256 key, and verifies inbound tokens offline against
+//! a bundle that binds keys per identity.
+//!
+//! * [`Signer`] — a workload's private key and SPIFFE ID; [`Signer::mint`].
+//! * [`Verifier`] — a bundle prepared for verification; [`Verifier::verify`]
+//!   returns the verified [`Caller`].
+//!
+//! Verification follows the spiffile profile and the JWT-SVID standard:
+//! compact JWS of exactly three base64url segments, at most 8 KiB by default;
+//! a header of only `alg` (exactly `ES256`), `kid` (a non-empty string) and
+//! `typ` (`JWT` or `JOSE`); required `sub`, `aud` (one string, equal to the
+//! expected audience) and `exp`; `exp`/`nbf`/`iat` checked with a leeway;
+//! duplicate members rejected; and the signature checked only with keys bound
+//! to the claimed `sub`. An unknown `sub` is [`Error::UnknownIdentity`];
+//! everything else is [`Error::InvalidToken`] with a [`TokenError`] whose
+//! [`Reason`] a program can match on.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+mod key;
+mod token;
+
+pub use error::{Error, Reason, TokenError};
+pub use key::{KeyError, generate_pkcs8_pem, public_key_of_pem};
+pub use token::{
+    Caller, Claims, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_TTL, MAX_TTL, Signer,
+    Verifier, VerifyOptions, unix_now,
+};
+pub use zeroize::Zeroizing;

@@ -1,0 +1,240 @@
+//! Errors of minting and verifying.
+
+use spiffile_id::{IdError, SpiffeId};
+
+/// The reason a token was rejected, as a small `Copy` value a program can
+/// match on or turn into an error code (see [`Reason::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Larger than the configured maximum; refused before any decoding.
+    TooLarge,
+    /// Not a compact JWS of three base64url segments, or not JSON objects.
+    Malformed,
+    /// `alg` is not `ES256`.
+    Algorithm,
+    /// A header member other than `alg`, `kid`, `typ`, or a bad `typ`.
+    Header,
+    /// `kid` missing, empty or not a string.
+    KeyId,
+    /// A required claim is missing or a claim has the wrong type or value.
+    Claims,
+    /// `sub` is not a valid SPIFFE ID.
+    Subject,
+    /// `aud` is not the expected audience (or not a single string).
+    Audience,
+    /// `exp` is in the past, beyond the leeway.
+    Expired,
+    /// `nbf` is in the future, beyond the leeway.
+    NotYetValid,
+    /// `iat` is in the future, beyond the leeway.
+    IssuedInFuture,
+    /// No key bound to `sub` validates the signature.
+    Signature,
+}
+
+impl Reason {
+    /// A stable `snake_case` code, for logs, metrics and error responses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::TooLarge => "too_large",
+            Reason::Malformed => "malformed",
+            Reason::Algorithm => "algorithm",
+            Reason::Header => "header",
+            Reason::KeyId => "key_id",
+            Reason::Claims => "claims",
+            Reason::Subject => "subject",
+            Reason::Audience => "audience",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::IssuedInFuture => "issued_in_future",
+            Reason::Signature => "signature",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a token is invalid. Each variant names the part of the token (segment,
+/// header member, claim) that is wrong. Values quoted from the token are
+/// shortened; the token itself is never included.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token is longer than the limit.
+    #[error("token is {len} bytes; the limit is {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The framing or encoding is wrong.
+    #[error("token is malformed: {0}")]
+    Malformed(&'static str),
+    /// A member appears twice in the header or the claims. Duplicates are
+    /// rejected (RFC 7515 §5.2 allows rejecting or taking the last), so the
+    /// `sub` that selects the key is always the `sub` returned.
+    #[error("token {segment} has the member `{member}` twice")]
+    Duplicate {
+        /// `header` or `claims`.
+        segment: &'static str,
+        /// The repeated member (shortened).
+        member: String,
+    },
+    /// A segment is not valid JSON or not an object.
+    #[error("token {segment} is not a JSON object: {message}")]
+    Json {
+        /// `header` or `claims`.
+        segment: &'static str,
+        /// What the JSON parser said.
+        message: String,
+    },
+    /// `alg` is not exactly `ES256`.
+    #[error("header `alg` is {0}; only \"ES256\" is accepted")]
+    Algorithm(String),
+    /// A header member outside `alg`, `kid`, `typ`.
+    #[error("header member `{0}` is not allowed in a JWT-SVID (only alg, kid, typ)")]
+    HeaderMember(String),
+    /// `typ` is not `JWT` or `JOSE`.
+    #[error("header `typ` is {0}; expected \"JWT\" or \"JOSE\"")]
+    Type(String),
+    /// `kid` is missing, empty or not a string.
+    #[error("header `kid` is {0}")]
+    KeyId(&'static str),
+    /// A required claim is missing.
+    #[error("claim `{0}` is missing")]
+    MissingClaim(&'static str),
+    /// A claim has the wrong type or an out-of-range value.
+    #[error("claim `{claim}` {problem}")]
+    InvalidClaim {
+        /// The claim.
+        claim: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// `sub` is not a valid SPIFFE ID.
+    #[error("claim `sub` is not a valid SPIFFE ID: it {0}")]
+    Subject(IdError),
+    /// `aud` is a JSON array; JWT-SVIDs here carry exactly one audience.
+    #[error("claim `aud` is an array; a spiffile token has exactly one audience string")]
+    AudienceArray,
+    /// `aud` is not the expected audience.
+    #[error("claim `aud` is {found}, not the expected audience `{expected}`")]
+    Audience {
+        /// The audience in the token (shortened).
+        found: String,
+        /// The expected audience.
+        expected: SpiffeId,
+    },
+    /// The token expired.
+    #[error("token expired at {exp} (now {now}, leeway {leeway} s)")]
+    Expired {
+        /// `exp`, seconds since the epoch.
+        exp: i64,
+        /// The verifier's clock.
+        now: i64,
+        /// The leeway in seconds.
+        leeway: u64,
+    },
+    /// The token is not valid yet (`nbf`).
+    #[error("token is not valid before {nbf} (now {now}, leeway {leeway} s)")]
+    NotYetValid {
+        /// `nbf`.
+        nbf: i64,
+        /// The verifier's clock.
+        now: i64,
+        /// The leeway in seconds.
+        leeway: u64,
+    },
+    /// The token was issued in the future (`iat`).
+    #[error("token is issued at {iat}, in the future (now {now}, leeway {leeway} s)")]
+    IssuedInFuture {
+        /// `iat`.
+        iat: i64,
+        /// The verifier's clock.
+        now: i64,
+        /// The leeway in seconds.
+        leeway: u64,
+    },
+    /// The signature segment does not decode to 64 bytes (`r ‖ s`).
+    #[error("signature is {0} bytes; ES256 signatures are 64 bytes (r ‖ s)")]
+    SignatureLength(usize),
+    /// No key bound to the subject validates the signature.
+    #[error("signature does not verify with any key bound to `{0}`")]
+    Signature(SpiffeId),
+}
+
+impl TokenError {
+    /// The matchable reason.
+    pub fn reason(&self) -> Reason {
+        match self {
+            TokenError::TooLarge { .. } => Reason::TooLarge,
+            TokenError::Malformed(_) | TokenError::Json { .. } | TokenError::Duplicate { .. } => {
+                Reason::Malformed
+            }
+            TokenError::Algorithm(_) => Reason::Algorithm,
+            TokenError::HeaderMember(_) | TokenError::Type(_) => Reason::Header,
+            TokenError::KeyId(_) => Reason::KeyId,
+            TokenError::MissingClaim(_) | TokenError::InvalidClaim { .. } => Reason::Claims,
+            TokenError::Subject(_) => Reason::Subject,
+            TokenError::AudienceArray | TokenError::Audience { .. } => Reason::Audience,
+            TokenError::Expired { .. } => Reason::Expired,
+            TokenError::NotYetValid { .. } => Reason::NotYetValid,
+            TokenError::IssuedInFuture { .. } => Reason::IssuedInFuture,
+            TokenError::SignatureLength(_) | TokenError::Signature(_) => Reason::Signature,
+        }
+    }
+}
+
+/// An error of this layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The token is invalid.
+    #[error("invalid token: {0}")]
+    InvalidToken(#[from] TokenError),
+    /// The token's `sub` is a valid SPIFFE ID with no keys in the bundle
+    /// (never provisioned, or revoked).
+    #[error("unknown identity `{0}`: it has no keys in the trust bundle")]
+    UnknownIdentity(SpiffeId),
+    /// A token lifetime that cannot be used.
+    #[error("token lifetime must be between 1 s and {max} s, not {requested_ms} ms")]
+    InvalidTtl {
+        /// What was asked, in milliseconds.
+        requested_ms: u128,
+        /// The largest lifetime accepted, in seconds.
+        max: u64,
+    },
+    /// The system clock is before 1970.
+    #[error("the system clock is before the Unix epoch")]
+    Clock,
+}
+
+impl Error {
+    /// The token rejection reason, if this is an invalid-token error.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Error::InvalidToken(t) => Some(t.reason()),
+            _ => None,
+        }
+    }
+}
+
+/// Shortens a value quoted from a token for an error message.
+pub(crate) fn quote(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.len() <= 80 {
+        s
+    } else {
+        let mut cut = 77;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}...", &s[..cut])
+    }
+}
