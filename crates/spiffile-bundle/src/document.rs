@@ -389,16 +389,16 @@ impl Bundle {
         let mut advice = Vec::new();
         for (id, keys) in &self.identities {
             for (i, k) in keys.iter().enumerate() {
-                if let Some(first) = seen.insert((*k.x(), *k.y()), id) {
-                    if first != id {
-                        advice.push((
+                if let Some(first) = seen.insert((*k.x(), *k.y()), id)
+                    && first != id
+                {
+                    advice.push((
                             id.to_string(),
                             i,
                             format!(
                                 "the same public key is also bound to `{first}`: its holder can sign as both"
                             ),
                         ));
-                    }
                 }
             }
         }

@@ -230,16 +230,16 @@ impl PublicKey {
             return Err(KeyError::EmptyKid);
         }
         let use_ = string_member(obj, "use")?;
-        if let Some(u) = use_ {
-            if u != JWT_SVID_USE {
-                return Err(KeyError::Use(u.to_owned()));
-            }
+        if let Some(u) = use_
+            && u != JWT_SVID_USE
+        {
+            return Err(KeyError::Use(u.to_owned()));
         }
         let alg = string_member(obj, "alg")?;
-        if let Some(a) = alg {
-            if a != ES256 {
-                return Err(KeyError::Algorithm(a.to_owned()));
-            }
+        if let Some(a) = alg
+            && a != ES256
+        {
+            return Err(KeyError::Algorithm(a.to_owned()));
         }
         if !on_curve(&x, &y) {
             return Err(KeyError::NotOnCurve);

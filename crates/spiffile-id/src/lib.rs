@@ -626,7 +626,7 @@ mod tests {
         let mut m = HashMap::new();
         m.insert(ok("spiffe://example.org/a"), 1);
         assert_eq!(m.get("spiffe://example.org/a"), Some(&1));
-        let mut v = vec![ok("spiffe://b.org/x"), ok("spiffe://a.org/y")];
+        let mut v = [ok("spiffe://b.org/x"), ok("spiffe://a.org/y")];
         v.sort();
         assert_eq!(v[0].as_str(), "spiffe://a.org/y");
     }

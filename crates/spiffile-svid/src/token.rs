@@ -684,25 +684,25 @@ impl Verifier {
             }
             .into());
         }
-        if let Some(nbf) = nbf {
-            if nbf > now.saturating_add(leeway) {
-                return Err(TokenError::NotYetValid {
-                    nbf,
-                    now,
-                    leeway: leeway_secs,
-                }
-                .into());
+        if let Some(nbf) = nbf
+            && nbf > now.saturating_add(leeway)
+        {
+            return Err(TokenError::NotYetValid {
+                nbf,
+                now,
+                leeway: leeway_secs,
             }
+            .into());
         }
-        if let Some(iat) = iat {
-            if iat > now.saturating_add(leeway) {
-                return Err(TokenError::IssuedInFuture {
-                    iat,
-                    now,
-                    leeway: leeway_secs,
-                }
-                .into());
+        if let Some(iat) = iat
+            && iat > now.saturating_add(leeway)
+        {
+            return Err(TokenError::IssuedInFuture {
+                iat,
+                now,
+                leeway: leeway_secs,
             }
+            .into());
         }
 
         // 4. The signature, with keys bound to `sub` only: the one whose kid

@@ -1,0 +1,121 @@
+//! The facade's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+use spiffile_bundle::BundleError;
+use spiffile_id::{IdError, SpiffeId, TrustDomain};
+use spiffile_svid::{KeyError, Reason, TokenError};
+
+/// Everything that can go wrong in `spiffile`, one variant per kind of
+/// problem, so a program can match on the reason.
+///
+/// Messages name the file, claim or member at fault and never contain key
+/// material or the token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A string that should be a SPIFFE ID is not one.
+    #[error("invalid SPIFFE ID in {context}: it {source}")]
+    InvalidSpiffeId {
+        /// Where the ID came from (a file, an argument).
+        context: String,
+        /// What is wrong with it.
+        source: IdError,
+    },
+    /// The bundle document cannot be used.
+    #[error("invalid bundle {}: {source}", path.display())]
+    InvalidBundle {
+        /// The bundle file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: BundleError,
+    },
+    /// The identity file names a trust domain other than the bundle's.
+    #[error(
+        "identity `{id}` (from {}) is not in the bundle's trust domain `{bundle_trust_domain}`",
+        path.display()
+    )]
+    TrustDomainMismatch {
+        /// The workload's own ID.
+        id: SpiffeId,
+        /// The identity file.
+        path: PathBuf,
+        /// The bundle's trust domain.
+        bundle_trust_domain: TrustDomain,
+    },
+    /// The token's `sub` has no keys in the bundle (never provisioned, or
+    /// revoked).
+    #[error("unknown identity `{0}`: it has no keys in the trust bundle")]
+    UnknownIdentity(SpiffeId),
+    /// The token is invalid; [`TokenError::reason`] says why.
+    #[error("invalid token: {0}")]
+    InvalidToken(TokenError),
+    /// The private key file cannot be used.
+    #[error("private key {} {source}", path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: KeyError,
+    },
+    /// A file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system error.
+        source: io::Error,
+    },
+    /// A file is not a regular file, or too large to be what it should be.
+    #[error("{}: {problem}", path.display())]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The environment does not say where the identity files are.
+    #[error("spiffile is not configured: {0}")]
+    NotConfigured(String),
+    /// A token lifetime that cannot be used.
+    #[error("token lifetime must be between 1 s and {max} s, not {requested_ms} ms")]
+    InvalidTtl {
+        /// What was asked, in milliseconds.
+        requested_ms: u128,
+        /// The largest lifetime, in seconds.
+        max: u64,
+    },
+    /// The system clock is unusable (before 1970).
+    #[error("the system clock is before the Unix epoch")]
+    Clock,
+}
+
+impl Error {
+    /// The token rejection reason, for [`Error::InvalidToken`].
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Error::InvalidToken(t) => Some(t.reason()),
+            _ => None,
+        }
+    }
+
+    /// Whether this error means "the caller is not authenticated": an invalid
+    /// token or an unknown identity (as opposed to a local problem).
+    pub fn is_unauthenticated(&self) -> bool {
+        matches!(self, Error::InvalidToken(_) | Error::UnknownIdentity(_))
+    }
+}
+
+impl From<spiffile_svid::Error> for Error {
+    fn from(e: spiffile_svid::Error) -> Self {
+        match e {
+            spiffile_svid::Error::InvalidToken(t) => Error::InvalidToken(t),
+            spiffile_svid::Error::UnknownIdentity(id) => Error::UnknownIdentity(id),
+            spiffile_svid::Error::InvalidTtl { requested_ms, max } => {
+                Error::InvalidTtl { requested_ms, max }
+            }
+            _ => Error::Clock,
+        }
+    }
+}

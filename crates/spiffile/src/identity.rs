@@ -1,0 +1,281 @@
+//! The application-level API: one workload identity.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use spiffile_bundle::{Bundle, MAX_BUNDLE_BYTES};
+use spiffile_id::SpiffeId;
+use spiffile_svid::{Caller, DEFAULT_TTL, Signer, Verifier, VerifyOptions};
+
+use crate::Error;
+use crate::files::{
+    IdentityFiles, MAX_ID_FILE_BYTES, MAX_KEY_FILE_BYTES, read_limited, warn_if_exposed,
+};
+
+/// Settings of an [`Identity`], set with [`Identity::builder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let identity = spiffile::Identity::builder()
+///     .token_ttl(Duration::from_secs(30))
+///     .leeway(Duration::from_secs(10))
+///     .max_token_bytes(4096)
+///     .from_env()?;
+/// # Ok::<(), spiffile::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct IdentityBuilder {
+    ttl: Duration,
+    verify: VerifyOptions,
+}
+
+impl Default for IdentityBuilder {
+    fn default() -> Self {
+        IdentityBuilder {
+            ttl: DEFAULT_TTL,
+            verify: VerifyOptions::default(),
+        }
+    }
+}
+
+impl IdentityBuilder {
+    /// Lifetime of tokens minted by [`Identity::token`] (default 60 s; the
+    /// profile discourages more than 300 s).
+    pub fn token_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Clock leeway for `exp`, `nbf` and `iat` (default 30 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.verify = self.verify.leeway(leeway);
+        self
+    }
+
+    /// Largest token accepted, in bytes (default 8 KiB); longer tokens are
+    /// refused before any decoding.
+    pub fn max_token_bytes(mut self, max: usize) -> Self {
+        self.verify = self.verify.max_token_bytes(max);
+        self
+    }
+
+    /// Loads the identity named by the `SPIFFILE_*` environment variables.
+    pub fn from_env(self) -> Result<Identity, Error> {
+        self.load(IdentityFiles::from_env()?)
+    }
+
+    /// Loads the identity from three files.
+    pub fn from_files(
+        self,
+        id_file: impl AsRef<Path>,
+        key_file: impl AsRef<Path>,
+        bundle_file: impl AsRef<Path>,
+    ) -> Result<Identity, Error> {
+        self.load(IdentityFiles {
+            id: id_file.as_ref().to_owned(),
+            key: key_file.as_ref().to_owned(),
+            bundle: bundle_file.as_ref().to_owned(),
+        })
+    }
+
+    /// Loads the identity from a directory holding `id`, `key.pem` and
+    /// `bundle.json`.
+    pub fn from_dir(self, dir: impl AsRef<Path>) -> Result<Identity, Error> {
+        self.load(IdentityFiles::in_dir(dir))
+    }
+
+    /// Loads the identity from the given files.
+    pub fn load(self, files: IdentityFiles) -> Result<Identity, Error> {
+        let id = read_id(&files.id)?;
+        let verifier = read_bundle(&files.bundle, &id, &files.id)?;
+        let signer = read_key(&files.key, &id)?;
+        if !verifier.contains(id.as_str()) {
+            tracing::warn!(
+                target: "spiffile",
+                "identity `{id}` has no keys in the bundle {}: peers will refuse its tokens until it is added",
+                files.bundle.display()
+            );
+        }
+        Ok(Identity {
+            inner: Arc::new(Inner {
+                id,
+                files,
+                ttl: self.ttl,
+                verify: self.verify,
+                verifier: ArcSwap::from_pointee(verifier),
+                signer: ArcSwap::from_pointee(signer),
+            }),
+        })
+    }
+}
+
+/// Reads the identity file: one SPIFFE ID, trailing whitespace ignored.
+pub(crate) fn read_id(path: &Path) -> Result<SpiffeId, Error> {
+    let bytes = read_limited(path, MAX_ID_FILE_BYTES)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::BadFile {
+        path: path.to_owned(),
+        problem: "is not UTF-8 text".into(),
+    })?;
+    SpiffeId::new(text.trim_end()).map_err(|source| Error::InvalidSpiffeId {
+        context: format!("identity file {}", path.display()),
+        source,
+    })
+}
+
+/// Parses a bundle document and prepares it for verification.
+pub(crate) fn parse_bundle(
+    bytes: &[u8],
+    path: &Path,
+    id: &SpiffeId,
+    id_path: &Path,
+) -> Result<Verifier, Error> {
+    let bundle = Bundle::from_json(bytes).map_err(|source| Error::InvalidBundle {
+        path: path.to_owned(),
+        source,
+    })?;
+    if bundle.trust_domain() != id.trust_domain() {
+        return Err(Error::TrustDomainMismatch {
+            id: id.clone(),
+            path: id_path.to_owned(),
+            bundle_trust_domain: bundle.trust_domain().clone(),
+        });
+    }
+    Ok(Verifier::new(&bundle))
+}
+
+fn read_bundle(path: &Path, id: &SpiffeId, id_path: &Path) -> Result<Verifier, Error> {
+    let bytes = read_limited(path, MAX_BUNDLE_BYTES as u64)?;
+    parse_bundle(&bytes, path, id, id_path)
+}
+
+/// Parses a private key file into a signer for `id`.
+pub(crate) fn parse_key(bytes: &[u8], path: &Path, id: &SpiffeId) -> Result<Signer, Error> {
+    Signer::from_pkcs8_pem(id.clone(), bytes).map_err(|source| Error::Key {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn read_key(path: &Path, id: &SpiffeId) -> Result<Signer, Error> {
+    let bytes = spiffile_svid::Zeroizing::new(read_limited(path, MAX_KEY_FILE_BYTES)?);
+    warn_if_exposed(path);
+    parse_key(&bytes, path, id)
+}
+
+struct Inner {
+    id: SpiffeId,
+    files: IdentityFiles,
+    ttl: Duration,
+    verify: VerifyOptions,
+    verifier: ArcSwap<Verifier>,
+    signer: ArcSwap<Signer>,
+}
+
+/// A workload identity: its SPIFFE ID, its signing key, and the trust bundle.
+///
+/// `Identity` is `Send + Sync` and cheap to clone (one reference count):
+/// share it across tasks and threads. Minting and verifying read an
+/// immutable snapshot of the key and bundle with one atomic load; they make
+/// no file-system calls.
+#[derive(Clone)]
+pub struct Identity {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("id", &self.inner.id)
+            .field("files", &self.inner.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Settings beyond the defaults (token lifetime, leeway, token size).
+    pub fn builder() -> IdentityBuilder {
+        IdentityBuilder::default()
+    }
+
+    /// Loads the identity named by the environment: `SPIFFILE_ID_FILE`,
+    /// `SPIFFILE_KEY_FILE`, `SPIFFILE_BUNDLE_FILE`, or `SPIFFILE_DIR` holding
+    /// `id`, `key.pem` and `bundle.json` (each explicit variable wins over the
+    /// directory; an empty variable counts as unset).
+    pub fn from_env() -> Result<Identity, Error> {
+        IdentityBuilder::default().from_env()
+    }
+
+    /// Loads the identity from three files.
+    pub fn from_files(
+        id_file: impl AsRef<Path>,
+        key_file: impl AsRef<Path>,
+        bundle_file: impl AsRef<Path>,
+    ) -> Result<Identity, Error> {
+        IdentityBuilder::default().from_files(id_file, key_file, bundle_file)
+    }
+
+    /// This workload's SPIFFE ID.
+    pub fn id(&self) -> &SpiffeId {
+        &self.inner.id
+    }
+
+    /// The files this identity was loaded from.
+    pub fn files(&self) -> &IdentityFiles {
+        &self.inner.files
+    }
+
+    /// The `kid` of the current signing key.
+    pub fn kid(&self) -> String {
+        self.inner.signer.load().kid().to_owned()
+    }
+
+    /// Mints a token for calling `audience`, with the configured lifetime
+    /// (60 s by default).
+    pub fn token(&self, audience: &SpiffeId) -> Result<String, Error> {
+        self.token_with_ttl(audience, self.inner.ttl)
+    }
+
+    /// Mints a token for calling `audience`, valid for `ttl`.
+    pub fn token_with_ttl(&self, audience: &SpiffeId, ttl: Duration) -> Result<String, Error> {
+        Ok(self.inner.signer.load().mint(audience, ttl)?)
+    }
+
+    /// Verifies an inbound token addressed to this workload and returns the
+    /// verified caller.
+    ///
+    /// An unknown `sub` is [`Error::UnknownIdentity`]; any other refusal is
+    /// [`Error::InvalidToken`] with a [`crate::Reason`].
+    pub fn verify(&self, token: &str) -> Result<Caller, Error> {
+        self.verify_for(token, &self.inner.id)
+    }
+
+    /// Verifies a token addressed to `audience` instead of this workload's
+    /// own ID.
+    pub fn verify_for(&self, token: &str, audience: &SpiffeId) -> Result<Caller, Error> {
+        Ok(self
+            .inner
+            .verifier
+            .load()
+            .verify(token, audience, &self.inner.verify)?)
+    }
+
+    /// Re-reads the key and bundle files now, replacing the current snapshot
+    /// only when both are valid.
+    pub fn reload(&self) -> Result<(), Error> {
+        let files = &self.inner.files;
+        let verifier = read_bundle(&files.bundle, &self.inner.id, &files.id)?;
+        let signer = read_key(&files.key, &self.inner.id)?;
+        self.inner.verifier.store(Arc::new(verifier));
+        self.inner.signer.store(Arc::new(signer));
+        Ok(())
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<Identity>();
+}
