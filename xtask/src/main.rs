@@ -1,5 +1,6 @@
 //! Workspace automation (`cargo xtask <command>`).
 
+mod conformance;
 mod python;
 
 use std::path::{Path, PathBuf};
@@ -8,8 +9,9 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("conformance") => conformance::run(&workspace_root()),
         Some("peer-selftest") => peer_selftest(),
-        _ => Err("usage: cargo xtask peer-selftest".to_owned()),
+        _ => Err("usage: cargo xtask <conformance | peer-selftest>".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
