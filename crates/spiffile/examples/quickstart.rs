@@ -10,7 +10,11 @@ use spiffile::svid::{generate_pkcs8_pem, public_key_of_pem};
 use spiffile::{Error, Identity, SpiffeId, TrustDomain};
 
 /// Writes `services/<name>/{id,key.pem}` and binds the public key in the bundle.
-fn provision(root: &Path, bundle: &mut Bundle, name: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn provision(
+    root: &Path,
+    bundle: &mut Bundle,
+    name: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let id = bundle.trust_domain().join(name)?;
     let pem = generate_pkcs8_pem()?;
     let dir = root.join("services").join(name);
@@ -34,7 +38,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let load = |name: &str| {
         let svc = root.join("services").join(name);
-        Identity::from_files(svc.join("id"), svc.join("key.pem"), root.join("bundle.json"))
+        Identity::from_files(
+            svc.join("id"),
+            svc.join("key.pem"),
+            root.join("bundle.json"),
+        )
     };
     let orders = load("orders")?;
     let billing = load("billing")?;
@@ -51,7 +59,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The same token is useless against any other service.
     let elsewhere: SpiffeId = "spiffe://example.org/inventory".parse()?;
     match billing.verify_for(&token, &elsewhere) {
-        Err(Error::InvalidToken(e)) => println!("replayed against {elsewhere}: refused ({})", e.reason()),
+        Err(Error::InvalidToken(e)) => {
+            println!("replayed against {elsewhere}: refused ({})", e.reason())
+        }
         other => return Err(format!("expected a refusal, got {other:?}").into()),
     }
     Ok(())
