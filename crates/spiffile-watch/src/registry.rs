@@ -37,9 +37,12 @@ pub(crate) fn registry() -> &'static Registry {
     })
 }
 
+/// Directory -> (subscription id, subscriber) list.
+type Subscribers = HashMap<PathBuf, Vec<(u64, Weak<Wake>)>>;
+
 pub(crate) struct Registry {
     watcher: Mutex<Slot>,
-    subs: Mutex<HashMap<PathBuf, Vec<(u64, Weak<Wake>)>>>,
+    subs: Mutex<Subscribers>,
     failure_logged: AtomicBool,
 }
 
@@ -206,17 +209,8 @@ impl Registry {
 
     /// The subscriber map (for tests).
     #[cfg(test)]
-    pub(crate) fn subs_for_tests(&self) -> &Mutex<HashMap<PathBuf, Vec<(u64, Weak<Wake>)>>> {
+    pub(crate) fn subs_for_tests(&self) -> &Mutex<Subscribers> {
         &self.subs
-    }
-
-    /// Number of directories currently watched (for tests).
-    #[cfg(test)]
-    pub(crate) fn watched_dirs(&self) -> usize {
-        match &*lock(&self.watcher) {
-            Slot::Ready { dirs, .. } => dirs.len(),
-            _ => 0,
-        }
     }
 }
 

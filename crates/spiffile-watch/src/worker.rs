@@ -117,10 +117,10 @@ impl DirWatches {
 fn dirs_to_watch(path: &Path) -> Vec<(PathBuf, Option<DirId>)> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut add = |dir: &Path| {
-        if let Ok(dir) = std::fs::canonicalize(dir) {
-            if !dirs.contains(&dir) {
-                dirs.push(dir);
-            }
+        if let Ok(dir) = std::fs::canonicalize(dir)
+            && !dirs.contains(&dir)
+        {
+            dirs.push(dir);
         }
     };
     let mut current = path.to_path_buf();
@@ -137,10 +137,10 @@ fn dirs_to_watch(path: &Path) -> Vec<(PathBuf, Option<DirId>)> {
             _ => break,
         }
     }
-    if let Ok(target) = std::fs::canonicalize(path) {
-        if let Some(parent) = target.parent() {
-            add(parent);
-        }
+    if let Ok(target) = std::fs::canonicalize(path)
+        && let Some(parent) = target.parent()
+    {
+        add(parent);
     }
     dirs.into_iter()
         .map(|dir| {

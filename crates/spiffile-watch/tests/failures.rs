@@ -216,7 +216,7 @@ fn startup_errors() {
     assert!(err.to_string().contains("missing"), "{err}");
 
     let bad = dir.path().join("bad");
-    std::fs::write(&bad, format!("{SECRET}")).unwrap();
+    std::fs::write(&bad, SECRET).unwrap();
     let err = Watched::new(&bad, parse_payload, WatchOptions::default()).unwrap_err();
     assert!(matches!(err, WatchError::Parse { .. }), "{err:?}");
     let message = err.to_string();
