@@ -3,7 +3,7 @@
 //! polling alone.
 //!
 //! ```text
-//! cargo run --release -p spiffile-watch --example latency [-- ROUNDS]
+//! cargo run --release -p spiffile-watch --example latency [-- ROUNDS [notify|poll]]
 //! ```
 //!
 //! Latency is measured from the moment the writer returns to the moment
@@ -24,6 +24,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20);
+    let only = std::env::args().nth(2);
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("{rounds} change rounds per style (A -> B -> A ...), {cpus} CPUs");
     let modes = [
@@ -34,6 +35,11 @@ fn main() {
         ),
     ];
     for (label, options) in modes {
+        match only.as_deref() {
+            Some("notify") if !options.notify_enabled() => continue,
+            Some("poll") if options.notify_enabled() => continue,
+            _ => {}
+        }
         println!();
         println!("## {label}");
         println!();

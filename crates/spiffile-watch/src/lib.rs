@@ -335,6 +335,8 @@ impl<T: Send + Sync + 'static> Watched<T> {
             parse,
             path,
             wake: Arc::clone(&wake),
+            #[cfg(test)]
+            reads: AtomicU64::new(0),
         });
         worker::spawn(Arc::downgrade(&shared), wake, options)
             .map_err(|source| WatchError::Thread { source })?;
@@ -370,7 +372,12 @@ impl<T: Send + Sync + 'static> Watched<T> {
     /// disk is bad; the last good value keeps being served and the error is
     /// recorded in [`Status::last_error`].
     pub fn reload_now(&self) -> Result<bool, WatchError> {
-        self.shared.check(Mode::Read)
+        let result = self.shared.check(Mode::Read);
+        if result.is_err() {
+            // Let the background thread start its retry backoff.
+            self.shared.wake.signal();
+        }
+        result
     }
 }
 
@@ -414,6 +421,9 @@ pub(crate) struct Shared<T> {
     parse: ParseFn<T>,
     path: PathBuf,
     wake: Arc<Wake>,
+    /// How many times the file was read (lets tests spot a busy loop).
+    #[cfg(test)]
+    reads: AtomicU64,
 }
 
 impl<T> Drop for Shared<T> {
@@ -459,6 +469,8 @@ impl<T> Shared<T> {
             return Ok(false);
         }
         let read_at = SystemTime::now();
+        #[cfg(test)]
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let (bytes, stamp) = match read_file(&self.path) {
             Ok(read) => read,
             Err(source) => {
