@@ -46,7 +46,9 @@
 //! secret); parse errors are the caller's parser's own errors, unaltered.
 //!
 //! Each `Watched` runs one small background thread, which exits when the
-//! last clone is dropped. No async runtime is needed.
+//! last clone is dropped (its directory watches are released then). The
+//! process-wide `notify` watcher is created on first use and lives until the
+//! process exits. No async runtime is needed.
 //!
 //! # Example
 //!

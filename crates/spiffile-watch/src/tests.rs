@@ -150,3 +150,10 @@ fn idle_file_is_not_read_in_a_loop() {
         after - before
     );
 }
+
+#[test]
+fn watched_is_send_sync_and_clone() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<Watched<String>>();
+    check::<WatchOptions>();
+}

@@ -1,4 +1,5 @@
 //! Hundreds of watched files share one notify watcher (one inotify instance).
+#![cfg(unix)]
 
 #[path = "support/writers.rs"]
 mod writers;

@@ -1,5 +1,6 @@
 //! Every way producers change files is followed, with events and with
 //! polling alone.
+#![cfg(unix)]
 
 #[path = "support/writers.rs"]
 mod writers;
