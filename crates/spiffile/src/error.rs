@@ -89,6 +89,29 @@ pub enum Error {
     /// The system clock is unusable (before 1970).
     #[error("the system clock is before the Unix epoch")]
     Clock,
+    /// The file watcher could not be started.
+    #[error("cannot start watching the identity files: {0}")]
+    Watch(spiffile_watch::WatchError),
+}
+
+impl Error {
+    /// Unwraps the facade's own error from a watcher error (the watcher runs
+    /// the facade's parsers, so their errors come back boxed).
+    pub(crate) fn from_watch(e: spiffile_watch::WatchError) -> Error {
+        match e {
+            spiffile_watch::WatchError::Parse { source, path } => {
+                match source.downcast::<Error>() {
+                    Ok(inner) => *inner,
+                    Err(other) => Error::BadFile {
+                        path,
+                        problem: other.to_string(),
+                    },
+                }
+            }
+            spiffile_watch::WatchError::Io { path, source } => Error::Io { path, source },
+            other => Error::Watch(other),
+        }
+    }
 }
 
 impl Error {

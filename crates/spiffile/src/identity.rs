@@ -5,15 +5,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use spiffile_bundle::{Bundle, MAX_BUNDLE_BYTES};
 use spiffile_id::SpiffeId;
 use spiffile_svid::{Caller, DEFAULT_TTL, Signer, Verifier, VerifyOptions};
+use spiffile_watch::{WatchOptions, Watched};
 
 use crate::Error;
 use crate::files::{
     IdentityFiles, MAX_ID_FILE_BYTES, MAX_KEY_FILE_BYTES, read_limited, warn_if_exposed,
 };
+use crate::snapshot::{Snapshot, Status};
 
 /// Settings of an [`Identity`], set with [`Identity::builder`].
 ///
@@ -30,6 +31,8 @@ use crate::files::{
 pub struct IdentityBuilder {
     ttl: Duration,
     verify: VerifyOptions,
+    hot_reload: bool,
+    watch: WatchOptions,
 }
 
 impl Default for IdentityBuilder {
@@ -37,6 +40,8 @@ impl Default for IdentityBuilder {
         IdentityBuilder {
             ttl: DEFAULT_TTL,
             verify: VerifyOptions::default(),
+            hot_reload: true,
+            watch: WatchOptions::default(),
         }
     }
 }
@@ -59,6 +64,27 @@ impl IdentityBuilder {
     /// refused before any decoding.
     pub fn max_token_bytes(mut self, max: usize) -> Self {
         self.verify = self.verify.max_token_bytes(max);
+        self
+    }
+
+    /// Whether the key and bundle files are followed while the service runs
+    /// (default: yes). When off, they change only on [`Identity::reload`].
+    pub fn hot_reload(mut self, enabled: bool) -> Self {
+        self.hot_reload = enabled;
+        self
+    }
+
+    /// How often the files are checked in case a file-system event was
+    /// missed or events are unavailable (default 1 s, at most 2 s).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.watch = self.watch.poll_interval(interval);
+        self
+    }
+
+    /// Whether file-system events (inotify on Linux) are used (default: yes).
+    /// Without them, changes are seen within the poll interval.
+    pub fn file_events(mut self, enabled: bool) -> Self {
+        self.watch = self.watch.use_notify(enabled);
         self
     }
 
@@ -90,9 +116,18 @@ impl IdentityBuilder {
     /// Loads the identity from the given files.
     pub fn load(self, files: IdentityFiles) -> Result<Identity, Error> {
         let id = read_id(&files.id)?;
-        let verifier = read_bundle(&files.bundle, &id, &files.id)?;
-        let signer = read_key(&files.key, &id)?;
-        if !verifier.contains(id.as_str()) {
+        let (verifier, signer, id_watch) = if self.hot_reload {
+            self.watch_files(&files, &id)?
+        } else {
+            let verifier = read_bundle(&files.bundle, &id, &files.id)?;
+            let signer = read_key(&files.key, &id)?;
+            (
+                Snapshot::fixed(&files.bundle, verifier),
+                Snapshot::fixed(&files.key, signer),
+                None,
+            )
+        };
+        if !verifier.load().contains(id.as_str()) {
             tracing::warn!(
                 target: "spiffile",
                 "identity `{id}` has no keys in the bundle {}: peers will refuse its tokens until it is added",
@@ -105,10 +140,64 @@ impl IdentityBuilder {
                 files,
                 ttl: self.ttl,
                 verify: self.verify,
-                verifier: ArcSwap::from_pointee(verifier),
-                signer: ArcSwap::from_pointee(signer),
+                verifier,
+                signer,
+                _id_watch: id_watch,
             }),
         })
+    }
+
+    /// Starts following the bundle, the key and the identity file.
+    #[allow(clippy::type_complexity)]
+    fn watch_files(
+        &self,
+        files: &IdentityFiles,
+        id: &SpiffeId,
+    ) -> Result<(Snapshot<Verifier>, Snapshot<Signer>, Option<Watched<()>>), Error> {
+        let (bundle_path, id_path, bundle_id) =
+            (files.bundle.clone(), files.id.clone(), id.clone());
+        let verifier = Watched::new(
+            &files.bundle,
+            move |bytes: &[u8]| parse_bundle(bytes, &bundle_path, &bundle_id, &id_path),
+            self.watch.clone(),
+        )
+        .map_err(Error::from_watch)?;
+
+        let (key_path, key_id) = (files.key.clone(), id.clone());
+        let signer = Watched::new(
+            &files.key,
+            move |bytes: &[u8]| {
+                warn_if_exposed(&key_path);
+                parse_key(bytes, &key_path, &key_id)
+            },
+            self.watch.clone(),
+        )
+        .map_err(Error::from_watch)?;
+
+        // The identity file is read once: a process cannot change who it is.
+        // If the file changes anyway, say that a restart is needed.
+        let (started_as, id_path) = (id.clone(), files.id.clone());
+        let id_watch = Watched::new(
+            &files.id,
+            move |bytes: &[u8]| {
+                let now = std::str::from_utf8(bytes).map(str::trim_end).unwrap_or("");
+                if now != started_as.as_str() {
+                    tracing::warn!(
+                        target: "spiffile",
+                        "identity file {} changed (it no longer says `{started_as}`); this process keeps its identity until it is restarted",
+                        id_path.display()
+                    );
+                }
+                Ok::<(), Error>(())
+            },
+            self.watch.clone(),
+        )
+        .map_err(Error::from_watch)?;
+        Ok((
+            Snapshot::Watched(verifier),
+            Snapshot::Watched(signer),
+            Some(id_watch),
+        ))
     }
 }
 
@@ -170,8 +259,10 @@ struct Inner {
     files: IdentityFiles,
     ttl: Duration,
     verify: VerifyOptions,
-    verifier: ArcSwap<Verifier>,
-    signer: ArcSwap<Signer>,
+    verifier: Snapshot<Verifier>,
+    signer: Snapshot<Signer>,
+    /// Kept alive only to warn when the identity file changes.
+    _id_watch: Option<Watched<()>>,
 }
 
 /// A workload identity: its SPIFFE ID, its signing key, and the trust bundle.
@@ -180,6 +271,14 @@ struct Inner {
 /// share it across tasks and threads. Minting and verifying read an
 /// immutable snapshot of the key and bundle with one atomic load; they make
 /// no file-system calls.
+///
+/// The key and bundle files are followed while the identity lives (see
+/// [`IdentityBuilder::hot_reload`]): a rotated key or a revoked identity takes
+/// effect within milliseconds of the file changing, whichever way the file is
+/// replaced (rename, in-place rewrite, delete and recreate, Kubernetes
+/// `..data` swap). A file that is missing, half-written or invalid never
+/// replaces a good snapshot; [`Identity::status`] reports it. The watcher
+/// stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct Identity {
     inner: Arc<Inner>,
@@ -262,15 +361,39 @@ impl Identity {
             .verify(token, audience, &self.inner.verify)?)
     }
 
-    /// Re-reads the key and bundle files now, replacing the current snapshot
-    /// only when both are valid.
+    /// Re-reads the key and bundle files now. A file that cannot be used
+    /// leaves its current snapshot in place and is reported as the error.
+    ///
+    /// With hot reload on (the default) this is never needed; it makes a
+    /// change visible synchronously, e.g. in tests.
     pub fn reload(&self) -> Result<(), Error> {
-        let files = &self.inner.files;
-        let verifier = read_bundle(&files.bundle, &self.inner.id, &files.id)?;
-        let signer = read_key(&files.key, &self.inner.id)?;
-        self.inner.verifier.store(Arc::new(verifier));
-        self.inner.signer.store(Arc::new(signer));
-        Ok(())
+        let (inner, files) = (&self.inner, &self.inner.files);
+        let bundle = inner
+            .verifier
+            .reload(|| read_bundle(&files.bundle, &inner.id, &files.id));
+        let key = inner.signer.reload(|| read_key(&files.key, &inner.id));
+        bundle.and(key)
+    }
+
+    /// The generation, load time and health of the bundle and key, for
+    /// health endpoints and metrics.
+    pub fn status(&self) -> Status {
+        Status {
+            bundle: self.inner.verifier.status(),
+            key: self.inner.signer.status(),
+        }
+    }
+
+    /// The current bundle generation: 1 at startup, +1 for each change
+    /// (one atomic load). Anything derived from the bundle is stale when it
+    /// changes.
+    pub fn bundle_generation(&self) -> u64 {
+        self.inner.verifier.generation()
+    }
+
+    /// The current key generation (see [`Identity::bundle_generation`]).
+    pub fn key_generation(&self) -> u64 {
+        self.inner.signer.generation()
     }
 }
 

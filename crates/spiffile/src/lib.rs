@@ -15,20 +15,23 @@
 //!
 //! The layers underneath are re-exported as modules, each usable alone:
 //! [`id`] (SPIFFE IDs), [`bundle`] (the bundle document), [`svid`] (JWT-SVID
-//! mint and verify).
+//! mint and verify), [`watch`] (hot reload of a file-backed value).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
 mod files;
 mod identity;
+mod snapshot;
 
 pub use spiffile_bundle as bundle;
 pub use spiffile_id as id;
 pub use spiffile_svid as svid;
+pub use spiffile_watch as watch;
 
 pub use error::Error;
 pub use files::{ENV_BUNDLE_FILE, ENV_DIR, ENV_ID_FILE, ENV_KEY_FILE, IdentityFiles};
 pub use identity::{Identity, IdentityBuilder};
+pub use snapshot::{FileStatus, Status};
 pub use spiffile_id::{SpiffeId, TrustDomain};
 pub use spiffile_svid::{Caller, Claims, Reason, TokenError};
