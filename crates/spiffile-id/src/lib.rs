@@ -469,9 +469,10 @@ mod url_impl {
 
     impl TryFrom<&url::Url> for SpiffeId {
         type Error = IdError;
-        /// Converts a parsed URL. The `url` crate normalizes (it lowercases
-        /// hosts and resolves dot segments), so the URL's serialization is
-        /// checked against the exact grammar, not its components.
+        /// Converts a parsed URL by checking its serialization against the
+        /// exact grammar. The `url` crate has already normalized it (it
+        /// resolves `.` and `..` segments), so to reject such input parse the
+        /// original string with [`SpiffeId::new`] instead.
         fn try_from(u: &url::Url) -> Result<Self, IdError> {
             SpiffeId::new(u.as_str())
         }
@@ -654,5 +655,48 @@ mod tests {
         fn assert_traits<T: Send + Sync + Clone>() {}
         assert_traits::<SpiffeId>();
         assert_traits::<TrustDomain>();
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn ids_serialize_as_strings_and_validate_on_the_way_in() {
+        let id = SpiffeId::new("spiffe://example.org/a").unwrap();
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            "\"spiffe://example.org/a\""
+        );
+        let back: SpiffeId = serde_json::from_str("\"spiffe://example.org/a\"").unwrap();
+        assert_eq!(back, id);
+        let err = serde_json::from_str::<SpiffeId>("\"spiffe://example.org/\"").unwrap_err();
+        assert!(err.to_string().contains("trailing slash"), "{err}");
+        let td: TrustDomain = serde_json::from_str("\"example.org\"").unwrap();
+        assert_eq!(serde_json::to_string(&td).unwrap(), "\"example.org\"");
+        assert!(serde_json::from_str::<TrustDomain>("\"Example.org\"").is_err());
+    }
+}
+
+#[cfg(all(test, feature = "url"))]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn url_conversion_keeps_the_exact_grammar() {
+        let u = url::Url::parse("spiffe://example.org/a/b").unwrap();
+        let id = SpiffeId::try_from(&u).unwrap();
+        assert_eq!(url::Url::from(&id), u);
+        // `url` accepts these; the grammar does not.
+        for s in [
+            "spiffe://example.org:80/a",
+            "spiffe://u@example.org/a",
+            "spiffe://example.org/a?q",
+            "spiffe://example.org/a/",
+        ] {
+            let u = url::Url::parse(s).unwrap();
+            assert!(SpiffeId::try_from(&u).is_err(), "{s}");
+        }
     }
 }
