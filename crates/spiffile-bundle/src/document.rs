@@ -605,29 +605,10 @@ fn indent_value(v: &Value, indent: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::fixture_jwks::{billing as billing_jwk, orders as orders_jwk};
     use serde_json::json;
 
     const ORDERS: &str = "spiffe://example.org/orders";
-
-    fn orders_jwk() -> Value {
-        json!({
-            "kty": "EC", "crv": "P-256",
-            "x": "PTYXlahmuCwBzgmCLWJYQAWryOo_ufBDDx08bL0Pi-U",
-            "y": "pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxX0",
-            "kid": "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q",
-            "use": "jwt-svid", "alg": "ES256"
-        })
-    }
-
-    fn billing_jwk() -> Value {
-        json!({
-            "kty": "EC", "crv": "P-256",
-            "x": "M_tywtd1NVV4HhrEuosvK9w_hFuASVKHFQfwOJZI9WI",
-            "y": "Ox9ezahgY-gvkdH08J94ak_r5DlKZhF1bKiFVJZaNW8",
-            "kid": "ESFORLWzVfEdd6AfIMT8VG05Mruv-RmNb__1nWDxcbw",
-            "use": "jwt-svid", "alg": "ES256"
-        })
-    }
 
     fn doc(identities: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({

@@ -344,12 +344,12 @@ impl PublicKey {
     }
 }
 
+/// The public JWKs of the shared conformance fixtures, for unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
+pub(crate) mod fixture_jwks {
+    use serde_json::{Value, json};
 
-    fn orders() -> Value {
+    pub(crate) fn orders() -> Value {
         json!({
             "kty": "EC", "crv": "P-256",
             "x": "PTYXlahmuCwBzgmCLWJYQAWryOo_ufBDDx08bL0Pi-U",
@@ -358,6 +358,23 @@ mod tests {
             "use": "jwt-svid", "alg": "ES256"
         })
     }
+
+    pub(crate) fn billing() -> Value {
+        json!({
+            "kty": "EC", "crv": "P-256",
+            "x": "M_tywtd1NVV4HhrEuosvK9w_hFuASVKHFQfwOJZI9WI",
+            "y": "Ox9ezahgY-gvkdH08J94ak_r5DlKZhF1bKiFVJZaNW8",
+            "kid": "ESFORLWzVfEdd6AfIMT8VG05Mruv-RmNb__1nWDxcbw",
+            "use": "jwt-svid", "alg": "ES256"
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture_jwks::orders;
+    use super::*;
+    use serde_json::json;
 
     fn with(member: &str, value: Value) -> Value {
         let mut v = orders();

@@ -15,7 +15,7 @@ mod writers;
 use std::time::{Duration, Instant};
 
 use spiffile_watch::{WatchOptions, Watched};
-use writers::{Style, parse_payload, payload, setup, update};
+use writers::{Style, human, parse_payload, payload, setup, update};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -50,7 +50,12 @@ fn main() {
             latencies.sort();
             let median = latencies[latencies.len() / 2];
             let worst = latencies[latencies.len() - 1];
-            println!("| {} | {} | {} |", style.name(), fmt(median), fmt(worst));
+            println!(
+                "| {} | {} | {} |",
+                style.name(),
+                human(median),
+                human(worst)
+            );
         }
     }
 }
@@ -81,14 +86,4 @@ fn measure(style: Style, options: &WatchOptions, rounds: usize) -> Vec<Duration>
         out.push(start.elapsed());
     }
     out
-}
-
-fn fmt(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{} µs", d.as_micros())
-    } else if d < Duration::from_millis(10) {
-        format!("{:.1} ms", d.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.0} ms", d.as_secs_f64() * 1e3)
-    }
 }

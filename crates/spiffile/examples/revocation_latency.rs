@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use spiffile::bundle::Bundle;
 use spiffile::svid::{generate_pkcs8_pem, public_key_of_pem};
 use spiffile::{Error, Identity, IdentityBuilder};
-use writers::{Style, setup, update};
+use writers::{Style, human, setup, update};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -51,10 +51,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "| {} | {} | {} | {} | {} |",
                 style.name(),
-                fmt(revoke[revoke.len() / 2]),
-                fmt(revoke[revoke.len() - 1]),
-                fmt(restore[restore.len() / 2]),
-                fmt(restore[restore.len() - 1]),
+                human(revoke[revoke.len() / 2]),
+                human(revoke[revoke.len() - 1]),
+                human(restore[restore.len() / 2]),
+                human(restore[restore.len() - 1]),
             );
         }
     }
@@ -126,14 +126,4 @@ fn measure(
         }
     }
     Ok((rev, res))
-}
-
-fn fmt(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{} µs", d.as_micros())
-    } else if d < Duration::from_millis(10) {
-        format!("{:.1} ms", d.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.0} ms", d.as_secs_f64() * 1e3)
-    }
 }

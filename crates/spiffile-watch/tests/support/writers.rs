@@ -170,3 +170,14 @@ pub fn parse_payload(bytes: &[u8]) -> Result<String, Malformed> {
     }
     Ok(text.to_owned())
 }
+
+/// Formats a latency for the measurement tables.
+pub fn human(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{} µs", d.as_micros())
+    } else if d < Duration::from_millis(10) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.0} ms", d.as_secs_f64() * 1e3)
+    }
+}
