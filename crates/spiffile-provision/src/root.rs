@@ -536,8 +536,8 @@ struct DiskService {
     has_next_key: bool,
 }
 
-/// Walks `services/` for directories holding `key.pem`, `id` or a staged
-/// key. Symbolic links and spiffile's own files are not followed.
+/// Walks `services/` for directories holding `key.pem`, `id`, a staged key
+/// or a temporary file. Symbolic links and spiffile's own files are not followed.
 fn service_dirs(services: &Path) -> Vec<DiskService> {
     let mut found = Vec::new();
     let mut stack: Vec<(PathBuf, String, usize)> = vec![(services.to_owned(), String::new(), 0)];
@@ -545,7 +545,8 @@ fn service_dirs(services: &Path) -> Vec<DiskService> {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
-        let (mut has_key, mut has_id, mut has_next_key) = (false, false, false);
+        let (mut has_key, mut has_id, mut has_next_key, mut has_temp) =
+            (false, false, false, false);
         for entry in entries.flatten() {
             let Ok(file_type) = entry.file_type() else {
                 continue;
@@ -568,10 +569,13 @@ fn service_dirs(services: &Path) -> Vec<DiskService> {
                 KEY_FILE => has_key = true,
                 ID_FILE => has_id = true,
                 NEXT_KEY_FILE => has_next_key = true,
+                n if n.starts_with(TEMP_PREFIX) => has_temp = true,
                 _ => {}
             }
         }
-        if depth > 0 && (has_key || has_id || has_next_key) {
+        // A directory holding only a temporary file is an `add` interrupted
+        // before its key was in place: listed for the housekeeping.
+        if depth > 0 && (has_key || has_id || has_next_key || has_temp) {
             found.push(DiskService {
                 name,
                 path: dir,
