@@ -234,3 +234,58 @@ pub(crate) fn lock_shared(path: &Path) -> Option<RootLock> {
     file.lock_shared().ok()?;
     Some(RootLock { _file: file })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_have_their_mode_before_any_byte_is_written() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let file = create_new(&path, 0o600).unwrap();
+        let mode = file.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(file.metadata().unwrap().len(), 0);
+        // create_new never reuses a file someone else prepared.
+        assert!(create_new(&path, 0o600).is_err());
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(dir.path(), "f", b"one", 0o644, true).unwrap();
+        write_atomic(dir.path(), "f", b"two", 0o644, true).unwrap();
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A failed write (the target is a directory) removes its temp file.
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("d/x"), b"").unwrap();
+        assert!(write_atomic(dir.path(), "d", b"x", 0o644, false).is_err());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn replace_keeps_the_mode_and_follows_symlinks() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        fs::write(&real, b"old").unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        replace_file_atomically(&link, b"new").unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(&real).unwrap(), b"new");
+        let mode = fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+}

@@ -409,3 +409,43 @@ fn threads_adding_concurrently_lose_nothing() {
     assert_eq!(listed.len(), 16);
     assert!(listed.iter().all(|s| s.status == ServiceStatus::Ok));
 }
+
+#[cfg(unix)]
+#[test]
+fn the_bundle_is_replaced_never_rewritten_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    init_root(root, "example.org").unwrap();
+    let before = fs::metadata(root.join("bundle.json")).unwrap().ino();
+    add_service(root, "orders").unwrap();
+    let after = fs::metadata(root.join("bundle.json")).unwrap().ino();
+    assert_ne!(before, after, "a new file is renamed over the bundle");
+}
+
+#[test]
+fn readers_never_see_a_partial_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    init_root(&root, "example.org").unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (root, done) = (root.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let bytes = fs::read(root.join("bundle.json")).unwrap();
+                Bundle::from_json(&bytes).unwrap();
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for i in 0..30 {
+        add_service(&root, &format!("svc-{i}")).unwrap();
+    }
+    rotate_service(&root, "svc-0", false).unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    assert_eq!(bundle(&root).len(), 30);
+}
