@@ -29,7 +29,9 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            if !failure.message.is_empty() {
+            if failure.message.starts_with("spiffile ") {
+                output::err(&failure.message);
+            } else if !failure.message.is_empty() {
                 output::err(&format!("spiffile: {}", failure.message));
             }
             ExitCode::from(failure.code)
