@@ -1,0 +1,212 @@
+//! `spiffile inspect`: decode a token without verifying it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use crate::cli::TokenInput;
+use crate::output::{Failure, out};
+
+/// The label printed above every decoded token.
+const UNVERIFIED: &str = "UNVERIFIED: decoded without checking the signature or the bundle; anyone can write these values (use `spiffile verify` to authenticate a token)";
+
+/// Largest token decoded.
+const MAX_TOKEN: usize = 64 * 1024;
+
+/// Decodes and prints a token.
+pub fn inspect(token: &TokenInput, json: bool) -> Result<(), Failure> {
+    let token = match token {
+        TokenInput::Text(t) => t,
+        TokenInput::Unusable(why) => return Err(Failure::failed(format!("cannot decode: {why}"))),
+    };
+    let decoded = decode(token).map_err(|e| Failure::failed(format!("cannot decode: {e}")))?;
+    let now = spiffile::svid::unix_now().unwrap_or(0);
+    if json {
+        let doc = serde_json::json!({
+            "verified": false,
+            "header": decoded.header,
+            "claims": decoded.claims,
+            "signature_bytes": decoded.signature_len,
+            "now": now,
+        });
+        out(&doc.to_string());
+        return Ok(());
+    }
+    out(UNVERIFIED);
+    out("header:");
+    print_members(&decoded.header, now);
+    out("claims:");
+    print_members(&decoded.claims, now);
+    match decoded.signature_len {
+        Some(n) => out(&format!("signature: {n} bytes (not checked)")),
+        None => out("signature: not valid base64url"),
+    }
+    Ok(())
+}
+
+struct Decoded {
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+    signature_len: Option<usize>,
+}
+
+fn decode(token: &str) -> Result<Decoded, String> {
+    if token.len() > MAX_TOKEN {
+        return Err(format!(
+            "the token is {} bytes; inspect reads at most {MAX_TOKEN}",
+            token.len()
+        ));
+    }
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 {
+        return Err(format!(
+            "a JWT has 3 dot-separated segments; this has {}",
+            parts.len()
+        ));
+    }
+    let segment = |i: usize, name: &str| -> Result<Map<String, Value>, String> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(parts[i].trim_end_matches('='))
+            .map_err(|_| format!("the {name} segment is not base64url"))?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Err(format!("the {name} is JSON but not an object")),
+            Err(e) => Err(format!("the {name} is not JSON ({e})")),
+        }
+    };
+    Ok(Decoded {
+        header: segment(0, "header")?,
+        claims: segment(1, "claims")?,
+        signature_len: URL_SAFE_NO_PAD.decode(parts[2]).ok().map(|s| s.len()),
+    })
+}
+
+/// A member name as printed: bare when it is a plain word, JSON-quoted
+/// otherwise (so control characters cannot reach the terminal).
+fn name(key: &str) -> String {
+    if !key.is_empty()
+        && key.len() <= 40
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        key.to_owned()
+    } else {
+        shorten(&Value::from(key).to_string())
+    }
+}
+
+fn shorten(s: &str) -> String {
+    if s.chars().count() <= 200 {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(197).collect();
+        t.push_str("...");
+        t
+    }
+}
+
+fn print_members(members: &Map<String, Value>, now: i64) {
+    for (key, value) in members {
+        // JSON serialization escapes control characters.
+        let shown = match value {
+            Value::String(s) if s.chars().all(|c| !c.is_control()) => shorten(s),
+            _ => shorten(&value.to_string()),
+        };
+        let time = if matches!(key.as_str(), "exp" | "iat" | "nbf") {
+            value.as_f64().map(|t| describe_time(key, t, now))
+        } else {
+            None
+        };
+        match time {
+            Some(t) => out(&format!("  {:<4} {shown}  ({t})", name(key))),
+            None => out(&format!("  {:<4} {shown}", name(key))),
+        }
+    }
+}
+
+fn describe_time(key: &str, t: f64, now: i64) -> String {
+    if !t.is_finite() || t.abs() > 253_402_300_799.0 {
+        return "out of range".into();
+    }
+    let secs = t.floor() as i64;
+    let date = format_utc(secs);
+    let delta = secs - now;
+    let rel = match key {
+        "exp" if delta > 0 => format!("expires in {}", span(delta)),
+        "exp" => format!("EXPIRED {} ago", span(-delta)),
+        "nbf" if delta > 0 => format!("not valid for another {}", span(delta)),
+        _ if delta > 0 => format!("{} in the future", span(delta)),
+        _ => format!("{} ago", span(-delta)),
+    };
+    format!("{date}, {rel}")
+}
+
+fn span(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch (proleptic
+/// Gregorian calendar; H. Hinnant's civil-from-days).
+fn format_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_750_000_000), "2025-06-15 15:06:40 UTC");
+        assert_eq!(format_utc(2_051_222_400), "2035-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_utc(-1), "1969-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn relative_times() {
+        assert_eq!(
+            describe_time("exp", 160.0, 100),
+            "1970-01-01 00:02:40 UTC, expires in 60 s"
+        );
+        assert!(describe_time("exp", 100.0, 400).contains("EXPIRED 5 min ago"));
+        assert_eq!(describe_time("iat", f64::NAN, 0), "out of range");
+    }
+
+    #[test]
+    fn garbage_does_not_decode() {
+        for t in [
+            "",
+            "a",
+            "a.b",
+            "a.b.c.d",
+            "!!.!!.!!",
+            "e30.W10.",
+            "bm90IGpzb24.e30.AA",
+        ] {
+            assert!(decode(t).is_err(), "{t}");
+        }
+        assert!(decode("e30.e30.").is_ok());
+    }
+}

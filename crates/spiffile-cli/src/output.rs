@@ -1,0 +1,69 @@
+//! Writing to stdout and stderr without panicking on a closed pipe, and the
+//! failure type with its exit code.
+
+use std::io::Write as _;
+
+/// A failed command: the message for stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// What went wrong (empty when it was already printed).
+    pub message: String,
+    /// 1: the operation failed; 2: usage or configuration error.
+    pub code: u8,
+}
+
+impl Failure {
+    /// The operation failed (exit 1).
+    pub fn failed(message: impl std::fmt::Display) -> Self {
+        Failure {
+            message: message.to_string(),
+            code: 1,
+        }
+    }
+
+    /// A usage or configuration error (exit 2).
+    pub fn usage(message: impl std::fmt::Display) -> Self {
+        Failure {
+            message: message.to_string(),
+            code: 2,
+        }
+    }
+}
+
+/// Prints a line on stdout; a closed stdout (`| head`) is not an error worth
+/// a panic.
+pub fn out(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(line.as_bytes());
+    let _ = stdout.write_all(b"\n");
+}
+
+/// Prints a line on stderr.
+pub fn err(line: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(line.as_bytes());
+    let _ = stderr.write_all(b"\n");
+}
+
+/// Prints a warning on stderr.
+pub fn warn(message: impl std::fmt::Display) {
+    err(&format!("warning: {message}"));
+}
+
+/// Library warnings (a skipped bundle entry, a key file readable by others)
+/// go to stderr. Provisioning notices are printed by the commands
+/// themselves, so their log target is muted.
+pub fn init_logging() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = Targets::new()
+        .with_target("spiffile::provision", LevelFilter::OFF)
+        .with_default(LevelFilter::WARN);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false);
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
+}

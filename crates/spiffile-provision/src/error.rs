@@ -1,0 +1,170 @@
+//! Errors of provisioning.
+
+use std::io;
+use std::path::PathBuf;
+
+use spiffile_bundle::BundleError;
+use spiffile_id::{IdError, SpiffeId, TrustDomain};
+use spiffile_svid::KeyError;
+
+use crate::fsutil::IoFailure;
+
+/// What went wrong while provisioning. Each message names the root, service
+/// or file at fault and, where there is one, the fix. Messages never contain
+/// key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The directory holds no `bundle.json`.
+    #[error(
+        "{} is not a spiffile root: it has no bundle.json (initialize it first, e.g. `spiffile init {} --trust-domain example.org`)",
+        root.display(), root.display()
+    )]
+    NotARoot {
+        /// The directory.
+        root: PathBuf,
+    },
+    /// `init_root` on a root that already has a bundle.
+    #[error(
+        "{} is already initialized (its bundle.json is for the trust domain `{trust_domain}`); pick another directory or remove it first",
+        root.display()
+    )]
+    AlreadyInitialized {
+        /// The root.
+        root: PathBuf,
+        /// The trust domain of its existing bundle (or a note when the
+        /// bundle cannot be read).
+        trust_domain: String,
+    },
+    /// The trust domain name is invalid.
+    #[error(
+        "invalid trust domain {given:?}: it {source} (a trust domain looks like `example.org`)"
+    )]
+    InvalidTrustDomain {
+        /// What was given.
+        given: String,
+        /// What is wrong with it.
+        source: IdError,
+    },
+    /// The service name is not a valid SPIFFE ID path.
+    #[error(
+        "invalid service name {name:?}: {problem} (a service name is a SPIFFE ID path such as `orders` or `team/orders`: segments of a-z A-Z 0-9 . - _, no `.` or `..`)"
+    )]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A SPIFFE ID or identity file of another trust domain.
+    #[error("`{id}` is not in the root's trust domain `{trust_domain}`")]
+    TrustDomainMismatch {
+        /// The ID given or found.
+        id: SpiffeId,
+        /// The root's trust domain.
+        trust_domain: TrustDomain,
+    },
+    /// No such service in the root.
+    #[error(
+        "unknown service `{name}` in {}: it has no bundle entry and no key (add it first, e.g. `spiffile add {} {name}`)",
+        root.display(), root.display()
+    )]
+    UnknownService {
+        /// The service name.
+        name: String,
+        /// The root.
+        root: PathBuf,
+    },
+    /// The bundle lists keys for the service but its private key is gone.
+    #[error(
+        "`{id}` has keys in the bundle but its private key {} is missing; revoke it with `spiffile remove ROOT {name}`, or issue a new key with `spiffile rotate ROOT {name} --revoke-old`",
+        key_file.display()
+    )]
+    KeyMissing {
+        /// The service name.
+        name: String,
+        /// Its SPIFFE ID.
+        id: SpiffeId,
+        /// Where its key should be.
+        key_file: PathBuf,
+    },
+    /// The key on disk is not bound to the service in the bundle.
+    #[error(
+        "the key in {} (kid `{kid}`) is not bound to `{id}` in the bundle; bind it with `spiffile add ROOT {name}`",
+        key_file.display()
+    )]
+    KeyNotBound {
+        /// The service name.
+        name: String,
+        /// Its SPIFFE ID.
+        id: SpiffeId,
+        /// The key file.
+        key_file: PathBuf,
+        /// The kid of the key on disk.
+        kid: String,
+    },
+    /// A service's `id` file holds another ID than its place in the root.
+    #[error(
+        "{} holds {found:?}, but the service at that place is `{expected}`; fix or delete the file",
+        path.display()
+    )]
+    IdFileMismatch {
+        /// The `id` file.
+        path: PathBuf,
+        /// What it holds (first line, shortened).
+        found: String,
+        /// What it should hold.
+        expected: SpiffeId,
+    },
+    /// The bundle document cannot be read.
+    #[error("invalid bundle {}: {source}", path.display())]
+    Bundle {
+        /// The bundle file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: BundleError,
+    },
+    /// The bundle holds entries this library cannot read; rewriting it would
+    /// drop them, so it is left alone.
+    #[error(
+        "{} holds entries that cannot be read and would be lost by rewriting it; fix or remove them first (see `spiffile bundle check {}`):\n  {}",
+        path.display(), path.display(), problems.join("\n  ")
+    )]
+    UnreadableEntries {
+        /// The bundle file.
+        path: PathBuf,
+        /// One line per skipped entry or key.
+        problems: Vec<String>,
+    },
+    /// A private key file cannot be used.
+    #[error("private key {} {source}", path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: KeyError,
+    },
+    /// A file-system operation failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done (`create`, `rename a new version over`, …).
+        action: &'static str,
+        /// The system error.
+        source: io::Error,
+    },
+    /// Loading a provisioned identity failed.
+    #[error(transparent)]
+    Identity(#[from] spiffile::Error),
+}
+
+impl From<IoFailure> for Error {
+    fn from(f: IoFailure) -> Self {
+        Error::Io {
+            path: f.path,
+            action: f.action,
+            source: f.source,
+        }
+    }
+}

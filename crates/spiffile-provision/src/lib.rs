@@ -1,0 +1,93 @@
+//! Provisioning of spiffile roots: the keys, identity files and trust bundle
+//! that the `spiffile` library reads, made so that a root is never corrupted.
+//!
+//! A root has the layout every spiffile implementation uses, so a root made
+//! by the Python reference works here and the other way round:
+//!
+//! ```text
+//! <root>/bundle.json              the bundle, for everyone
+//! <root>/services/<name>/id       the service's SPIFFE ID (spiffe://<td>/<name>)
+//! <root>/services/<name>/key.pem  its private key (PKCS#8 P-256), mode 0600
+//! ```
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! # let root = dir.path();
+//! use spiffile_provision as provision;
+//!
+//! provision::init_root(root, "example.org")?;
+//! provision::add_service(root, "orders")?;
+//! provision::add_service(root, "billing")?;
+//!
+//! let orders = provision::load_identity(root, "orders")?;
+//! let billing = provision::load_identity(root, "billing")?;
+//! let token = orders.token(billing.id())?;
+//! assert_eq!(billing.verify(&token)?.id(), orders.id());
+//!
+//! provision::rotate_service(root, "orders", true)?; // new key first, old key kept
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Safety of the root
+//!
+//! * Every write of `bundle.json` (and of `id` and `key.pem`) is atomic: a
+//!   temporary file in the same directory, fsync, rename over the target,
+//!   fsync of the directory. Readers see the old or the new file, never a
+//!   part of one.
+//! * A key file is created with mode 0600 from its first byte; service
+//!   directories are created 0700.
+//! * Operations that change a root hold an exclusive advisory lock on
+//!   `<root>/.spiffile.lock` (`flock`), so concurrent provisioners, in one
+//!   process or many, never lose each other's updates. Read-only operations
+//!   take the shared lock.
+//! * Each step is ordered so that a crash at any moment (`kill -9`) leaves a
+//!   bundle that parses and a state the next operation recognizes:
+//!   - `add` writes the key, then the `id` file, then the bundle entry. A key
+//!     without its bundle entry (an interrupted `add`) is bound by the next
+//!     `add` of that service ([`AddAction::Repaired`]) and reported by every
+//!     other operation ([`Notice::NotInBundle`]).
+//!   - `rotate` stages the new key beside the old one, adds it to the bundle
+//!     (first), renames it over `key.pem`, and only then drops the old keys if
+//!     asked. A staged key left by a crash is put in place when the bundle
+//!     already holds it, and discarded otherwise ([`Notice`]).
+//!   - `remove` deletes the key first, then the bundle entry, then the rest.
+//!     A bundle entry whose key is gone is reported
+//!     ([`Notice::KeyMissing`], [`ServiceStatus::KeyMissing`]); `add` refuses
+//!     to guess ([`Error::KeyMissing`] says how to revoke or re-key it).
+//!   - Temporary files (`.spiffile-tmp-*`) left by a crash are deleted by the
+//!     next operation that holds the lock.
+//! * A bundle with entries this library cannot read is never rewritten (that
+//!   would drop them): [`Error::UnreadableEntries`].
+//!
+//! # Layering
+//!
+//! This crate sits above `spiffile-id`, `spiffile-bundle` and `spiffile-svid`
+//! and uses the `spiffile` facade only for [`load_identity`] (which returns a
+//! [`spiffile::Identity`]) and for [`spiffile::IdentityFiles`]. The facade
+//! does not depend on this crate: applications that provision add
+//! `spiffile-provision` next to `spiffile`.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+mod fsutil;
+mod root;
+
+pub use error::Error;
+pub use fsutil::replace_file_atomically;
+pub use root::{
+    AddAction, Added, Notice, Removed, Revoked, Rotated, ServiceEnv, ServiceInfo, ServiceStatus,
+    add_service, init_root, list_services, load_identity, load_identity_with, remove_service,
+    revoke_old_keys, rotate_service, service_env,
+};
+
+/// The bundle file of a root.
+pub const BUNDLE_FILE: &str = "bundle.json";
+/// The directory of a root holding one directory per service.
+pub const SERVICES_DIR: &str = "services";
+/// A service's identity file.
+pub const ID_FILE: &str = "id";
+/// A service's private key file.
+pub const KEY_FILE: &str = "key.pem";
+/// The lock file of a root.
+pub const LOCK_FILE: &str = ".spiffile.lock";
