@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use spiffile::bundle::{Bundle, MAX_BUNDLE_BYTES, WarningKind};
+use spiffile::provision;
 use spiffile::{Identity, SpiffeId};
-use spiffile_provision as provision;
 
 use crate::output::{Failure, err, out, warn};
 

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use spiffile::provision;
 use spiffile::svid::{Reason, Signer};
 use spiffile::{Error, SpiffeId};
-use spiffile_provision as provision;
 
 use crate::output::{Failure, out};
 

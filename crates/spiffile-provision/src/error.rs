@@ -154,9 +154,6 @@ pub enum Error {
         /// The system error.
         source: io::Error,
     },
-    /// Loading a provisioned identity failed.
-    #[error(transparent)]
-    Identity(#[from] spiffile::Error),
 }
 
 impl From<IoFailure> for Error {

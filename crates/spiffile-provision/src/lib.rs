@@ -19,12 +19,13 @@
 //! provision::add_service(root, "orders")?;
 //! provision::add_service(root, "billing")?;
 //!
-//! let orders = provision::load_identity(root, "orders")?;
-//! let billing = provision::load_identity(root, "billing")?;
-//! let token = orders.token(billing.id())?;
-//! assert_eq!(billing.verify(&token)?.id(), orders.id());
+//! let env = provision::service_env(root, "orders")?;
+//! assert_eq!(env.id.as_str(), "spiffe://example.org/orders");
+//! assert!(env.key_file.ends_with("services/orders/key.pem"));
 //!
 //! provision::rotate_service(root, "orders", true)?; // new key first, old key kept
+//! // Services load these files with `spiffile::Identity::from_env()`, or with
+//! // `spiffile::provision::load_identity(root, "orders")` (the facade).
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -62,10 +63,9 @@
 //! # Layering
 //!
 //! This crate sits above `spiffile-id`, `spiffile-bundle` and `spiffile-svid`
-//! and uses the `spiffile` facade only for [`load_identity`] (which returns a
-//! [`spiffile::Identity`]) and for [`spiffile::IdentityFiles`]. The facade
-//! does not depend on this crate: applications that provision add
-//! `spiffile-provision` next to `spiffile`.
+//! and below the `spiffile` facade, which re-exports it as
+//! `spiffile::provision` and adds `load_identity` (loading a provisioned
+//! service as a `spiffile::Identity`).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -77,8 +77,8 @@ pub use error::Error;
 pub use fsutil::replace_file_atomically;
 pub use root::{
     AddAction, Added, Notice, Removed, Revoked, Rotated, ServiceEnv, ServiceInfo, ServiceStatus,
-    add_service, init_root, list_services, load_identity, load_identity_with, remove_service,
-    revoke_old_keys, rotate_service, service_env,
+    add_service, init_root, list_services, remove_service, revoke_old_keys, rotate_service,
+    service_env,
 };
 
 /// The bundle file of a root.
@@ -89,5 +89,12 @@ pub const SERVICES_DIR: &str = "services";
 pub const ID_FILE: &str = "id";
 /// A service's private key file.
 pub const KEY_FILE: &str = "key.pem";
+/// The environment variable naming a service's identity file (the same
+/// name the `spiffile` facade reads).
+pub const ENV_ID_FILE: &str = "SPIFFILE_ID_FILE";
+/// The environment variable naming a service's private key file.
+pub const ENV_KEY_FILE: &str = "SPIFFILE_KEY_FILE";
+/// The environment variable naming the bundle file.
+pub const ENV_BUNDLE_FILE: &str = "SPIFFILE_BUNDLE_FILE";
 /// The lock file of a root.
 pub const LOCK_FILE: &str = ".spiffile.lock";

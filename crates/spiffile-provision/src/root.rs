@@ -6,7 +6,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use spiffile::{Identity, IdentityBuilder, IdentityFiles};
 use spiffile_bundle::{Bundle, MAX_BUNDLE_BYTES, PublicKey, WarningKind};
 use spiffile_id::{SpiffeId, TrustDomain};
 use spiffile_svid::{Zeroizing, generate_pkcs8_pem, public_key_of_pem};
@@ -15,7 +14,10 @@ use crate::fsutil::{
     self, RESERVED_PREFIX, RootLock, TEMP_PREFIX, create_dirs, read_optional, remove_if_present,
     sync_dir, write_atomic,
 };
-use crate::{BUNDLE_FILE, Error, ID_FILE, KEY_FILE, LOCK_FILE, SERVICES_DIR};
+use crate::{
+    BUNDLE_FILE, ENV_BUNDLE_FILE, ENV_ID_FILE, ENV_KEY_FILE, Error, ID_FILE, KEY_FILE, LOCK_FILE,
+    SERVICES_DIR,
+};
 
 /// A rotated key staged beside `key.pem` until the bundle holds it.
 const NEXT_KEY_FILE: &str = ".spiffile-next-key.pem";
@@ -228,14 +230,19 @@ pub struct ServiceInfo {
 }
 
 /// The files of a provisioned service and the `SPIFFILE_*` variables that
-/// name them (see [`service_env`]).
+/// name them (see [`service_env`]). The `spiffile` facade loads an
+/// `Identity` from it (`spiffile::provision::load_identity`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServiceEnv {
     /// The service's SPIFFE ID.
     pub id: SpiffeId,
-    /// Its three files (absolute paths).
-    pub files: IdentityFiles,
+    /// Its identity file (absolute path).
+    pub id_file: PathBuf,
+    /// Its private key file (absolute path).
+    pub key_file: PathBuf,
+    /// The root's bundle file (absolute path).
+    pub bundle_file: PathBuf,
 }
 
 impl ServiceEnv {
@@ -243,9 +250,9 @@ impl ServiceEnv {
     /// their values, in that order.
     pub fn vars(&self) -> [(&'static str, &Path); 3] {
         [
-            (spiffile::ENV_ID_FILE, self.files.id.as_path()),
-            (spiffile::ENV_KEY_FILE, self.files.key.as_path()),
-            (spiffile::ENV_BUNDLE_FILE, self.files.bundle.as_path()),
+            (ENV_ID_FILE, self.id_file.as_path()),
+            (ENV_KEY_FILE, self.key_file.as_path()),
+            (ENV_BUNDLE_FILE, self.bundle_file.as_path()),
         ]
     }
 }
@@ -926,30 +933,11 @@ pub fn service_env(root: impl AsRef<Path>, name: &str) -> Result<ServiceEnv, Err
         });
     }
     Ok(ServiceEnv {
-        files: IdentityFiles {
-            id: service.id_file(),
-            key: service.key_file(),
-            bundle: bundle_path(&root),
-        },
+        id_file: service.id_file(),
+        key_file: service.key_file(),
+        bundle_file: bundle_path(&root),
         id: service.id,
     })
-}
-
-/// Loads a provisioned service's identity (its `id`, `key.pem` and the
-/// root's `bundle.json`), ready to mint and verify tokens.
-pub fn load_identity(root: impl AsRef<Path>, name: &str) -> Result<Identity, Error> {
-    load_identity_with(root, name, Identity::builder())
-}
-
-/// Like [`load_identity`], with the settings of `builder` (token lifetime,
-/// leeway, token size limit).
-pub fn load_identity_with(
-    root: impl AsRef<Path>,
-    name: &str,
-    builder: IdentityBuilder,
-) -> Result<Identity, Error> {
-    let env = service_env(root, name)?;
-    Ok(builder.load(env.files)?)
 }
 
 /// Lists the services of a root: every identity of the bundle and every

@@ -4,9 +4,18 @@ use std::fs;
 use std::path::Path;
 
 use spiffile_bundle::Bundle;
+/// Loads a provisioned service through the facade (what applications do).
+fn load_identity(
+    root: &std::path::Path,
+    name: &str,
+) -> Result<spiffile::Identity, spiffile::Error> {
+    let env = spiffile_provision::service_env(root, name).unwrap();
+    spiffile::Identity::from_files(env.id_file, env.key_file, env.bundle_file)
+}
+
 use spiffile_provision::{
-    AddAction, Error, Notice, ServiceStatus, add_service, init_root, list_services, load_identity,
-    remove_service, revoke_old_keys, rotate_service, service_env,
+    AddAction, Error, Notice, ServiceStatus, add_service, init_root, list_services, remove_service,
+    revoke_old_keys, rotate_service, service_env,
 };
 
 fn bundle(root: &Path) -> Bundle {

@@ -89,6 +89,9 @@ pub enum Error {
     /// The system clock is unusable (before 1970).
     #[error("the system clock is before the Unix epoch")]
     Clock,
+    /// A provisioning operation failed.
+    #[error(transparent)]
+    Provision(spiffile_provision::Error),
     /// The file watcher could not be started.
     #[error("cannot start watching the identity files: {0}")]
     Watch(spiffile_watch::WatchError),

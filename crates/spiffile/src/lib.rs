@@ -15,18 +15,17 @@
 //!
 //! The layers underneath are re-exported as modules, each usable alone:
 //! [`id`] (SPIFFE IDs), [`bundle`] (the bundle document), [`svid`] (JWT-SVID
-//! mint and verify), [`watch`] (hot reload of a file-backed value).
-//!
-//! Provisioning (creating a trust domain's keys, identity files and bundle)
-//! is the separate crate `spiffile-provision`, which builds on this one
-//! (`load_identity` returns an [`Identity`]); the `spiffile` command line
-//! (crate `spiffile-cli`) wraps both.
+//! mint and verify), [`watch`] (hot reload of a file-backed value) and
+//! [`provision`] (creating, rotating and revoking identities in a root, plus
+//! [`provision::load_identity`]). The `spiffile` command line (crate
+//! `spiffile-cli`) wraps them.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
 mod files;
 mod identity;
+pub mod provision;
 mod snapshot;
 
 pub use spiffile_bundle as bundle;

@@ -79,7 +79,11 @@ fn revoke_and_restore(style: Style, builder: impl Fn() -> spiffile::IdentityBuil
     wait_for(&format!("{} revocation", style.name()), || {
         matches!(billing.verify(&token), Err(Error::UnknownIdentity(_)))
     });
-    assert!(billing.bundle_generation() > generation);
+    // The generation is bumped just after the new snapshot is published
+    // (a generation read before a load is never newer than what it loads).
+    wait_for("generation bump", || {
+        billing.bundle_generation() > generation
+    });
 
     update(style, &s.bundle_path, &s.good);
     wait_for(&format!("{} restore", style.name()), || {
