@@ -1,0 +1,4 @@
+//! orders and billing over real HTTP (work in progress).
+#![forbid(unsafe_code)]
+
+fn main() {}
