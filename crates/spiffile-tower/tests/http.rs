@@ -397,3 +397,30 @@ async fn events_name_caller_and_reason_never_the_token() {
         }
     }
 }
+
+#[tokio::test]
+async fn reqwest_helper_signs_the_request() {
+    use spiffile_tower::RequestBuilderExt;
+    let w = world().await;
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{}/charge", w.base))
+        .spiffile_token(&w.orders, w.billing.id())
+        .unwrap()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "spiffe://example.org/orders"
+    );
+    let response = client
+        .get(format!("{}/charge", w.base))
+        .spiffile_token(&w.orders, w.orders.id())
+        .unwrap()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
