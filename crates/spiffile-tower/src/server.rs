@@ -247,7 +247,7 @@ pub struct AuthenticateLayer {
     config: Arc<AuthConfig>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct AuthConfig {
     identity: Identity,
     audience: Option<SpiffeId>,
@@ -273,14 +273,7 @@ impl AuthenticateLayer {
     }
 
     fn edit(mut self, edit: impl FnOnce(&mut AuthConfig)) -> Self {
-        let mut config = AuthConfig {
-            identity: self.config.identity.clone(),
-            audience: self.config.audience.clone(),
-            allow: self.config.allow.clone(),
-            style: self.config.style,
-        };
-        edit(&mut config);
-        self.config = Arc::new(config);
+        edit(Arc::make_mut(&mut self.config));
         self
     }
 
