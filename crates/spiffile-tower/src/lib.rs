@@ -20,6 +20,23 @@
 //! and a tonic handler reads the caller with
 //! `request.extensions().get::<spiffile::Caller>()`.
 //!
+//! # axum in ten lines
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use spiffile_tower::{AuthenticateLayer, Caller};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let identity = spiffile::Identity::from_env()?; // SPIFFILE_DIR=… (id, key.pem, bundle.json)
+//!     let app = Router::new()
+//!         .route("/whoami", get(|caller: Caller| async move { caller.id().to_string() }))
+//!         .layer(AuthenticateLayer::new(identity));
+//!     axum::serve(tokio::net::TcpListener::bind("127.0.0.1:8080").await?, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Example
 //!
 //! Billing accepts calls from orders only; orders calls billing.
