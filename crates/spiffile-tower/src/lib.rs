@@ -1,0 +1,101 @@
+//! spiffile for tower: authenticate axum, tonic and hyper services with
+//! JWT-SVIDs, authorize callers by SPIFFE ID, and sign outbound calls.
+//!
+//! * [`AuthenticateLayer`] (server): takes the token from
+//!   `Authorization: Bearer …`, verifies it with a shared
+//!   [`spiffile::Identity`] and puts the verified [`spiffile::Caller`] into
+//!   the request extensions; refuses with `401` (gRPC `UNAUTHENTICATED`).
+//! * [`AuthorizeLayer`] / [`Allow`] (server): per route or router, lets only
+//!   allowed callers through; `403` (gRPC `PERMISSION_DENIED`) for the rest.
+//! * [`Caller`] (feature `axum`): the verified caller as a handler argument.
+//! * [`AddTokenLayer`] (client): adds a fresh token for each request's
+//!   target, chosen by host or per request ([`Audience`]); for hyper-util's
+//!   client and tonic channels.
+//! * `RequestBuilderExt` (feature `reqwest`): the same for reqwest.
+//!
+//! Every accepted and refused request is a `tracing` event (target
+//! `spiffile_tower`) with the caller's ID and the refusal code; tokens are
+//! never logged. tonic needs no feature: the layers are plain tower layers
+//! (`Server::builder().layer(…)`, `ServiceBuilder::new().layer(…).service(channel)`),
+//! and a tonic handler reads the caller with
+//! `request.extensions().get::<spiffile::Caller>()`.
+//!
+//! # axum in ten lines
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use spiffile_tower::{AuthenticateLayer, Caller};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let identity = spiffile::Identity::from_env()?; // SPIFFILE_DIR=… (id, key.pem, bundle.json)
+//!     let app = Router::new()
+//!         .route("/whoami", get(|caller: Caller| async move { caller.id().to_string() }))
+//!         .layer(AuthenticateLayer::new(identity));
+//!     axum::serve(tokio::net::TcpListener::bind("127.0.0.1:8080").await?, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Example
+//!
+//! Billing accepts calls from orders only; orders calls billing.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use http_body_util::{BodyExt, Empty};
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use spiffile_tower::{AddTokenLayer, AuthenticateLayer, AuthorizeLayer, Caller};
+//! use tower::ServiceBuilder;
+//!
+//! async fn whoami(caller: Caller) -> String {
+//!     format!("hello, {}", caller.id())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//!     // Server (billing): SPIFFILE_DIR names billing's id, key.pem, bundle.json.
+//!     let identity = spiffile::Identity::from_env()?;
+//!     let orders: spiffile::SpiffeId = "spiffe://example.org/orders".parse()?;
+//!     let app = Router::new()
+//!         .route("/whoami", get(whoami))
+//!         .route(
+//!             "/charge",
+//!             get(whoami).route_layer(AuthorizeLayer::ids([orders])),
+//!         )
+//!         .layer(AuthenticateLayer::new(identity.clone()));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
+//!     tokio::spawn(async move { axum::serve(listener, app).await });
+//!
+//!     // Client (orders): every request to 127.0.0.1:8081 carries a token for billing.
+//!     let billing: spiffile::SpiffeId = "spiffe://example.org/billing".parse()?;
+//!     let client = ServiceBuilder::new()
+//!         .layer(AddTokenLayer::new(identity).target("127.0.0.1:8081", billing))
+//!         .service(Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>());
+//!     let request = http::Request::get("http://127.0.0.1:8081/whoami").body(Empty::new())?;
+//!     let response = tower::ServiceExt::oneshot(client, request).await?;
+//!     let body = response.into_body().collect().await?.to_bytes();
+//!     println!("{}", String::from_utf8_lossy(&body));
+//!     Ok(())
+//! }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+#[cfg(feature = "axum")]
+mod axum;
+mod body;
+mod client;
+#[cfg(feature = "reqwest")]
+mod reqwest;
+mod server;
+
+#[cfg(feature = "axum")]
+pub use crate::axum::{Caller, NoVerifiedCaller};
+#[cfg(feature = "reqwest")]
+pub use crate::reqwest::RequestBuilderExt;
+pub use body::ResponseBody;
+pub use client::{AddToken, AddTokenFuture, AddTokenLayer, Audience, BoxError, OutboundError};
+pub use server::{
+    Allow, Authenticate, AuthenticateLayer, Authorize, AuthorizeLayer, ResponseFuture,
+};
