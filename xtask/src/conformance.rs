@@ -346,12 +346,11 @@ fn python_fixtures(tally: &mut Tally, peer: &Peer, root: &Path, ws: &Path) -> Re
 /// Runs the Rust fixture tests (the conformance suite pinned to
 /// conformance/fixtures.json).
 fn rust_fixtures(tally: &mut Tally, ws: &Path) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(ws)
-        .args([
-            "test",
-            "--quiet",
+    cargo_test(
+        tally,
+        ws,
+        "[fixtures] rust: jwk/kid, bundle, pinned tokens, ID vectors",
+        &[
             "-p",
             "spiffile",
             "--test",
@@ -360,10 +359,22 @@ fn rust_fixtures(tally: &mut Tally, ws: &Path) {
             "spiffile-id",
             "--test",
             "fixtures",
-        ])
+        ],
+        &[],
+    );
+}
+
+/// Runs `cargo test --quiet <args>` as one check.
+fn cargo_test(tally: &mut Tally, ws: &Path, label: &str, args: &[&str], env: &[(&str, &str)]) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(ws)
+        .args(["test", "--quiet"])
+        .args(args)
+        .envs(env.iter().copied())
         .status();
     tally.check(
-        "[fixtures] rust: jwk/kid, bundle, pinned tokens, ID vectors",
+        label,
         match status {
             Ok(s) if s.success() => Ok("cargo test passed".into()),
             Ok(s) => Err(format!("cargo test exited with {s}")),
@@ -398,6 +409,26 @@ pub fn run(ws: &Path) -> Result<(), String> {
     peer.ok(&["init", py_root_s, TD])?;
     peer.ok(&["add", py_root_s, "orders", "billing", "mallory"])?;
     matrix(&mut tally, &peer, &py_root, "python");
+
+    // A root provisioned by this implementation.
+    let rs_root = work.join("rust-root");
+    spiffile::provision::init_root(&rs_root, TD).map_err(|e| format!("rust init: {e}"))?;
+    for name in ["orders", "billing", "mallory"] {
+        spiffile::provision::add_service(&rs_root, name)
+            .map_err(|e| format!("rust add {name}: {e}"))?;
+    }
+    matrix(&mut tally, &peer, &rs_root, "rust");
+
+    // Mixed roots, rotation and revocation across implementations, and the
+    // `spiffile` command line's tokens: the CLI's interop tests, with the
+    // peer now required.
+    cargo_test(
+        &mut tally,
+        ws,
+        "[mixed roots] each side provisions into the other's root; CLI tokens; rotate/revoke",
+        &["-p", "spiffile-cli", "--test", "interop"],
+        &[("SPIFFILE_REQUIRE_PEER", "1")],
+    );
 
     tally.finish("conformance")
 }

@@ -1,8 +1,10 @@
 //! Roots and tokens shared with the Python reference implementation
 //! (spiffile 0.1.0 from PyPI), through `xtask/peer/peer.py`.
 //!
-//! Needs the venv that `cargo xtask peer-selftest` builds in
-//! `target/conformance-venv`; without it the tests say so and pass.
+//! Needs the venv that `cargo xtask conformance` (or `peer-selftest`) builds
+//! in `target/conformance-venv`; without it the tests say so and pass, unless
+//! `SPIFFILE_REQUIRE_PEER` is set (as `cargo xtask conformance` does, after
+//! building the venv), when a missing peer is a failure.
 
 mod common;
 
@@ -30,6 +32,11 @@ fn peer() -> Option<Peer> {
     let script = workspace.join("xtask/peer/peer.py");
     if python.exists() && script.exists() {
         Some(Peer { python, script })
+    } else if std::env::var_os("SPIFFILE_REQUIRE_PEER").is_some() {
+        panic!(
+            "SPIFFILE_REQUIRE_PEER is set but {} is missing",
+            python.display()
+        );
     } else {
         eprintln!(
             "SKIPPED: the Python reference peer is not installed ({} is missing); run `cargo xtask peer-selftest` to build it",

@@ -218,11 +218,18 @@ async fn allow_on_the_authenticate_layer_and_hidden_reasons() {
     assert_eq!(body, r#"{"error":"invalid_token"}"#);
 }
 
-/// Makes the server see the rewritten bundle. Automatic reload (the
-/// spiffile-watch work) turns this into waiting for the reload; it is the
-/// only line of the revocation test that knows how reloading happens.
-fn bundle_rewritten(server: &Identity) {
-    server.reload().unwrap();
+/// Waits until the server's Identity has picked up the rewritten bundle on
+/// its own (hot reload: file events, then a 1 s poll as a safety net). No
+/// explicit reload: the running server follows the file.
+fn bundle_rewritten(server: &Identity, before: u64) {
+    let start = std::time::Instant::now();
+    while server.bundle_generation() == before {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "bundle change not seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 #[tokio::test]
@@ -233,8 +240,9 @@ async fn revocation_during_the_run_refuses_the_next_request() {
     let (status, _, _) = read(client.clone().oneshot(get(&url)).await.unwrap()).await;
     assert_eq!(status, 200);
 
+    let before = w.billing.bundle_generation();
     w.root.revoke("orders");
-    bundle_rewritten(&w.billing);
+    bundle_rewritten(&w.billing, before);
 
     let (status, headers, body) = read(client.clone().oneshot(get(&url)).await.unwrap()).await;
     assert_eq!(status, 401);
