@@ -101,8 +101,28 @@ pub(crate) const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 /// Reads a whole regular file of at most `max` bytes.
 ///
 /// The type is checked before opening, so a FIFO never blocks the reader and
-/// a directory gets a clear message.
+/// a directory gets a clear message; a file whose size is above `max` is
+/// refused before a byte of it is read.
 pub(crate) fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::new();
+    read_into(path, max, &mut buf, false)?;
+    Ok(buf)
+}
+
+/// Like [`read_limited`], for secrets: the buffer is allocated once, for the
+/// largest size accepted, so reading never leaves a reallocated copy behind,
+/// and it is zeroed when dropped.
+pub(crate) fn read_limited_secret(
+    path: &Path,
+    max: u64,
+) -> Result<spiffile_svid::Zeroizing<Vec<u8>>, Error> {
+    let capacity = usize::try_from(max).unwrap_or(usize::MAX).saturating_add(1);
+    let mut buf = spiffile_svid::Zeroizing::new(Vec::with_capacity(capacity));
+    read_into(path, max, &mut buf, true)?;
+    Ok(buf)
+}
+
+fn read_into(path: &Path, max: u64, buf: &mut Vec<u8>, preallocated: bool) -> Result<(), Error> {
     let io_err = |source| Error::Io {
         path: path.to_owned(),
         source,
@@ -119,16 +139,27 @@ pub(crate) fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
             problem: format!("is {kind}; expected a regular file"),
         });
     }
+    if meta.len() > max {
+        return Err(Error::BadFile {
+            path: path.to_owned(),
+            problem: format!(
+                "is {} bytes, larger than the limit of {max} bytes",
+                meta.len()
+            ),
+        });
+    }
     let file = fs::File::open(path).map_err(io_err)?;
-    let mut buf = Vec::with_capacity(meta.len().min(max) as usize + 1);
-    file.take(max + 1).read_to_end(&mut buf).map_err(io_err)?;
+    if !preallocated {
+        buf.reserve(meta.len().min(max) as usize + 1);
+    }
+    file.take(max + 1).read_to_end(buf).map_err(io_err)?;
     if buf.len() as u64 > max {
         return Err(Error::BadFile {
             path: path.to_owned(),
-            problem: format!("is larger than {max} bytes"),
+            problem: format!("grew larger than the limit of {max} bytes while it was read"),
         });
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// Warns (once per load) when a private key file is readable by group or
@@ -222,7 +253,7 @@ mod tests {
             read_limited(&big, 10)
                 .unwrap_err()
                 .to_string()
-                .contains("larger than 10 bytes")
+                .contains("is 11 bytes, larger than the limit of 10 bytes")
         );
         assert_eq!(read_limited(&big, 11).unwrap().len(), 11);
         let missing = dir.path().join("missing");

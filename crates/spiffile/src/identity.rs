@@ -12,7 +12,8 @@ use spiffile_svid::{Caller, DEFAULT_TTL, Signer, Verifier, VerifyOptions};
 
 use crate::Error;
 use crate::files::{
-    IdentityFiles, MAX_ID_FILE_BYTES, MAX_KEY_FILE_BYTES, read_limited, warn_if_exposed,
+    IdentityFiles, MAX_ID_FILE_BYTES, MAX_KEY_FILE_BYTES, read_limited, read_limited_secret,
+    warn_if_exposed,
 };
 
 /// Settings of an [`Identity`], set with [`Identity::builder`].
@@ -160,7 +161,7 @@ pub(crate) fn parse_key(bytes: &[u8], path: &Path, id: &SpiffeId) -> Result<Sign
 }
 
 fn read_key(path: &Path, id: &SpiffeId) -> Result<Signer, Error> {
-    let bytes = spiffile_svid::Zeroizing::new(read_limited(path, MAX_KEY_FILE_BYTES)?);
+    let bytes = read_limited_secret(path, MAX_KEY_FILE_BYTES)?;
     warn_if_exposed(path);
     parse_key(&bytes, path, id)
 }
