@@ -15,8 +15,11 @@ static FIXTURES: LazyLock<serde_json::Value> = LazyLock::new(|| {
 });
 static SIGNER: LazyLock<Signer> = LazyLock::new(|| {
     let pem = FIXTURES["orders_private_key_pem"].as_str().expect("pem");
-    Signer::from_pkcs8_pem("spiffe://example.org/orders".parse().expect("id"), pem.as_bytes())
-        .expect("fixture key")
+    Signer::from_pkcs8_pem(
+        "spiffe://example.org/orders".parse().expect("id"),
+        pem.as_bytes(),
+    )
+    .expect("fixture key")
 });
 static VERIFIER: LazyLock<Verifier> = LazyLock::new(|| {
     let doc = serde_json::to_vec(&FIXTURES["bundle"]).expect("bundle");
@@ -61,7 +64,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(caller.claims().exp(), exp);
         }
         Err(e) => {
-            assert!(!expected_ok, "refused at now={now} iat={iat} exp={exp}: {e}");
+            assert!(
+                !expected_ok,
+                "refused at now={now} iat={iat} exp={exp}: {e}"
+            );
             assert!(matches!(
                 e,
                 Error::InvalidToken(TokenError::Expired { .. } | TokenError::IssuedInFuture { .. })
