@@ -128,6 +128,11 @@ fn diagnose_pkcs8(der: &[u8]) -> KeyError {
 
 /// A parsed P-256 key pair. `ring` keeps the private scalar; this type never
 /// shows it (its `Debug` prints the `kid` only).
+///
+/// Zeroization: the PEM text's decoded body and DER are held in `Zeroizing`
+/// buffers and wiped on drop; the scalar inside `ring`'s `EcdsaKeyPair` (and
+/// the PKCS#8 document of [`generate_pkcs8_pem`] before it is encoded) are
+/// not wiped by `ring`, and `ring` gives no way to do it from outside.
 pub(crate) struct PrivateKey {
     pub(crate) pair: EcdsaKeyPair,
     pub(crate) public: PublicKey,

@@ -477,9 +477,35 @@ where
         Ok(v) => Ok(v),
         Err(e) => Err(problem.unwrap_or_else(|| TokenError::Json {
             segment,
-            message: e.to_string(),
+            message: json_problem(&e, json),
         })),
     }
+}
+
+/// What serde_json said, without repeating the input: its "invalid type"
+/// message quotes a string value in full, and the segment is whatever the
+/// sender chose. Syntax messages are fixed texts with a position.
+fn json_problem(e: &serde_json::Error, json: &[u8]) -> String {
+    if e.classify() == serde_json::error::Category::Data {
+        let found = match json.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'"') => "a string",
+            Some(b'[') => "an array",
+            Some(b't' | b'f') => "a boolean",
+            Some(b'n') => "null",
+            _ => "a number",
+        };
+        return format!("found {found}");
+    }
+    let mut message = e.to_string();
+    if message.len() > 120 {
+        let mut cut = 117;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str("...");
+    }
+    message
 }
 
 fn decode_segment(segment: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {

@@ -172,6 +172,7 @@ pub struct WatchOptions {
     poll_interval: Duration,
     use_notify: bool,
     retry_delay: Duration,
+    max_size: u64,
 }
 
 impl Default for WatchOptions {
@@ -180,6 +181,7 @@ impl Default for WatchOptions {
             poll_interval: DEFAULT_POLL_INTERVAL,
             use_notify: true,
             retry_delay: DEFAULT_RETRY_DELAY,
+            max_size: u64::MAX,
         }
     }
 }
@@ -220,6 +222,20 @@ impl WatchOptions {
     pub fn retry_delay(mut self, delay: Duration) -> Self {
         self.retry_delay = delay;
         self
+    }
+
+    /// The largest file accepted, in bytes (default: no limit). A larger
+    /// file is refused from its size alone, before any byte is read, and
+    /// treated like any other unreadable file.
+    #[must_use]
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// The largest file accepted.
+    pub fn current_max_size(&self) -> u64 {
+        self.max_size
     }
 
     /// The configured poll interval.
@@ -314,7 +330,8 @@ impl<T: Send + Sync + 'static> Watched<T> {
         let parse: ParseFn<T> = Box::new(move |bytes| parse(bytes).map_err(Into::into));
 
         let read_at = SystemTime::now();
-        let (bytes, stamp) = read_file(&path).map_err(|source| WatchError::Io {
+        let max_size = options.current_max_size();
+        let (bytes, stamp) = read_file(&path, max_size).map_err(|source| WatchError::Io {
             path: path.clone(),
             source,
         })?;
@@ -336,6 +353,7 @@ impl<T: Send + Sync + 'static> Watched<T> {
             }),
             parse,
             path,
+            max_size,
             wake: Arc::clone(&wake),
             #[cfg(test)]
             reads: AtomicU64::new(0),
@@ -422,6 +440,8 @@ pub(crate) struct Shared<T> {
     state: Mutex<State>,
     parse: ParseFn<T>,
     path: PathBuf,
+    /// The largest file accepted.
+    max_size: u64,
     wake: Arc<Wake>,
     /// How many times the file was read (lets tests spot a busy loop).
     #[cfg(test)]
@@ -473,7 +493,7 @@ impl<T> Shared<T> {
         let read_at = SystemTime::now();
         #[cfg(test)]
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let (bytes, stamp) = match read_file(&self.path) {
+        let (bytes, stamp) = match read_file(&self.path, self.max_size) {
             Ok(read) => read,
             Err(source) => {
                 let err = WatchError::Io {
@@ -599,9 +619,37 @@ fn stamp_of(meta: &Metadata) -> Stamp {
     }
 }
 
-/// Reads a regular file (never blocks on a FIFO); the content is wiped from
-/// memory when dropped. The stamp is taken from the open file, before reading.
-fn read_file(path: &Path) -> io::Result<(Zeroizing<Vec<u8>>, Option<Stamp>)> {
+/// Reads a whole regular file of at most `max_size` bytes; the content is
+/// wiped from memory when dropped.
+///
+/// The file is opened without blocking (a FIFO nobody writes to cannot hang
+/// the reader) and its type and size are checked on the open file, so a file
+/// swapped after a check cannot slip through. The buffer is allocated once,
+/// for the size the file has; a file that grows while it is read is an error
+/// (retry), so no reallocated copy of a secret is ever left behind.
+///
+/// Errors: [`io::ErrorKind::InvalidInput`] for a directory or another
+/// non-regular file, [`io::ErrorKind::FileTooLarge`] above `max_size`,
+/// [`io::ErrorKind::Interrupted`] when the file changed size while being
+/// read; otherwise the system's error. Messages say what the file is, never
+/// what it holds.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("id");
+/// std::fs::write(&path, "spiffe://example.org/orders\n")?;
+/// assert_eq!(spiffile_watch::read_regular_file(&path, 4096)?.len(), 28);
+/// let e = spiffile_watch::read_regular_file(dir.path(), 4096).unwrap_err();
+/// assert_eq!(e.to_string(), "is a directory; expected a regular file");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn read_regular_file(path: &Path, max_size: u64) -> io::Result<Zeroizing<Vec<u8>>> {
+    read_file(path, max_size).map(|(bytes, _)| bytes)
+}
+
+/// [`read_regular_file`], also returning the stamp of the open file (taken
+/// before reading).
+fn read_file(path: &Path, max_size: u64) -> io::Result<(Zeroizing<Vec<u8>>, Option<Stamp>)> {
     let mut options = OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -609,17 +657,37 @@ fn read_file(path: &Path) -> io::Result<(Zeroizing<Vec<u8>>, Option<Stamp>)> {
         use std::os::unix::fs::OpenOptionsExt;
         options.custom_flags(libc::O_NONBLOCK);
     }
-    let mut file: File = options.open(path)?;
+    let file: File = options.open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "is a directory; expected a regular file"
+        } else {
+            "is not a regular file (a FIFO, socket or device); expected a regular file"
+        };
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, what));
+    }
+    if meta.len() > max_size {
         return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "is {} bytes, larger than the limit of {max_size} bytes",
+                meta.len()
+            ),
         ));
     }
-    let capacity = usize::try_from(meta.len()).unwrap_or(0).saturating_add(1);
-    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity.min(64 << 20)));
-    file.read_to_end(&mut bytes)?;
+    // One byte more than the size seen, to notice a file that grew.
+    let capacity = usize::try_from(meta.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::FileTooLarge, "is too large for memory"))?
+        .saturating_add(1);
+    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+    file.take(capacity as u64).read_to_end(&mut bytes)?;
+    if bytes.len() == capacity {
+        return Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            "changed size while being read",
+        ));
+    }
     Ok((bytes, Some(stamp_of(&meta))))
 }
 

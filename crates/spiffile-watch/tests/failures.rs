@@ -106,7 +106,10 @@ fn replaced_by_a_directory() {
             write_b(p);
         },
     );
-    assert!(error.contains("not a regular file"), "{error}");
+    assert!(
+        error.contains("is a directory; expected a regular file"),
+        "{error}"
+    );
 }
 
 /// Permission denied, for real. As root, mode 000 does not deny reads: the
@@ -257,4 +260,38 @@ fn a_panicking_parser_is_a_parse_error() {
     update(Style::RenameOver, &path, b"fine");
     assert!(wait_until(|| watched.status().last_error.is_none()));
     assert_eq!(**watched.load(), 4);
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let e = spiffile_watch::read_regular_file(&path, 1000).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::FileTooLarge);
+    assert_eq!(
+        e.to_string(),
+        "is 1048576 bytes, larger than the limit of 1000 bytes"
+    );
+    let options = spiffile_watch::WatchOptions::new().max_size(1000);
+    let err = spiffile_watch::Watched::new(
+        &path,
+        |b: &[u8]| Ok::<usize, std::io::Error>(b.len()),
+        options,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("larger than the limit of 1000 bytes"),
+        "{err}"
+    );
+    assert_eq!(
+        spiffile_watch::read_regular_file(&path, 1 << 20)
+            .unwrap()
+            .len(),
+        1 << 20
+    );
 }

@@ -111,8 +111,23 @@ impl Error {
                     },
                 }
             }
-            spiffile_watch::WatchError::Io { path, source } => Error::Io { path, source },
+            spiffile_watch::WatchError::Io { path, source } => Error::from_read(&path, source),
             other => Error::Watch(other),
+        }
+    }
+
+    /// A file that could not be read: what it is (a directory, a FIFO, too
+    /// large) is a [`Error::BadFile`], a system error an [`Error::Io`].
+    pub(crate) fn from_read(path: &std::path::Path, source: io::Error) -> Error {
+        match source.kind() {
+            io::ErrorKind::InvalidInput | io::ErrorKind::FileTooLarge => Error::BadFile {
+                path: path.to_owned(),
+                problem: source.to_string(),
+            },
+            _ => Error::Io {
+                path: path.to_owned(),
+                source,
+            },
         }
     }
 }

@@ -2,10 +2,10 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
+use spiffile_svid::Zeroizing;
 
 /// Environment variable naming the identity file.
 pub const ENV_ID_FILE: &str = "SPIFFILE_ID_FILE";
@@ -98,37 +98,12 @@ pub(crate) const MAX_ID_FILE_BYTES: u64 = 4096;
 /// Largest key file read.
 pub(crate) const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
-/// Reads a whole regular file of at most `max` bytes.
-///
-/// The type is checked before opening, so a FIFO never blocks the reader and
-/// a directory gets a clear message.
-pub(crate) fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
-    let io_err = |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let meta = fs::metadata(path).map_err(io_err)?;
-    if !meta.is_file() {
-        let kind = if meta.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file (a FIFO, socket or device)"
-        };
-        return Err(Error::BadFile {
-            path: path.to_owned(),
-            problem: format!("is {kind}; expected a regular file"),
-        });
-    }
-    let file = fs::File::open(path).map_err(io_err)?;
-    let mut buf = Vec::with_capacity(meta.len().min(max) as usize + 1);
-    file.take(max + 1).read_to_end(&mut buf).map_err(io_err)?;
-    if buf.len() as u64 > max {
-        return Err(Error::BadFile {
-            path: path.to_owned(),
-            problem: format!("is larger than {max} bytes"),
-        });
-    }
-    Ok(buf)
+/// Reads a whole regular file of at most `max` bytes, with the reader the
+/// watcher uses ([`spiffile_watch::read_regular_file`]): a FIFO never blocks,
+/// a directory or an oversized file gets a clear message before a byte is
+/// read, and the buffer is zeroed when dropped (key files go through here).
+pub(crate) fn read_limited(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, Error> {
+    spiffile_watch::read_regular_file(path, max).map_err(|e| Error::from_read(path, e))
 }
 
 /// Warns (once per load) when a private key file is readable by group or
@@ -222,7 +197,7 @@ mod tests {
             read_limited(&big, 10)
                 .unwrap_err()
                 .to_string()
-                .contains("larger than 10 bytes")
+                .contains("is 11 bytes, larger than the limit of 10 bytes")
         );
         assert_eq!(read_limited(&big, 11).unwrap().len(), 11);
         let missing = dir.path().join("missing");

@@ -159,7 +159,7 @@ impl IdentityBuilder {
         let verifier = Watched::new(
             &files.bundle,
             move |bytes: &[u8]| parse_bundle(bytes, &bundle_path, &bundle_id, &id_path),
-            self.watch.clone(),
+            self.watch.clone().max_size(MAX_BUNDLE_BYTES as u64),
         )
         .map_err(Error::from_watch)?;
 
@@ -170,7 +170,7 @@ impl IdentityBuilder {
                 warn_if_exposed(&key_path);
                 parse_key(bytes, &key_path, &key_id)
             },
-            self.watch.clone(),
+            self.watch.clone().max_size(MAX_KEY_FILE_BYTES),
         )
         .map_err(Error::from_watch)?;
 
@@ -190,7 +190,7 @@ impl IdentityBuilder {
                 }
                 Ok::<(), Error>(())
             },
-            self.watch.clone(),
+            self.watch.clone().max_size(MAX_ID_FILE_BYTES),
         )
         .map_err(Error::from_watch)?;
         Ok((
@@ -249,7 +249,7 @@ pub(crate) fn parse_key(bytes: &[u8], path: &Path, id: &SpiffeId) -> Result<Sign
 }
 
 fn read_key(path: &Path, id: &SpiffeId) -> Result<Signer, Error> {
-    let bytes = spiffile_svid::Zeroizing::new(read_limited(path, MAX_KEY_FILE_BYTES)?);
+    let bytes = read_limited(path, MAX_KEY_FILE_BYTES)?;
     warn_if_exposed(path);
     parse_key(&bytes, path, id)
 }
