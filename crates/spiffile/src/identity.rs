@@ -8,7 +8,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use spiffile_bundle::{Bundle, MAX_BUNDLE_BYTES};
 use spiffile_id::SpiffeId;
-use spiffile_svid::{Caller, DEFAULT_TTL, Signer, Verifier, VerifyOptions};
+use spiffile_svid::{
+    Caller, DEFAULT_TOKEN_REUSE_FRACTION, DEFAULT_TTL, DEFAULT_VERIFY_CACHE_CAPACITY, Signer,
+    Verifier, VerifyOptions,
+};
 
 use crate::Error;
 use crate::files::{
@@ -23,6 +26,8 @@ use crate::files::{
 ///     .token_ttl(Duration::from_secs(30))
 ///     .leeway(Duration::from_secs(10))
 ///     .max_token_bytes(4096)
+///     .verify_cache_capacity(10_000)
+///     .token_reuse_fraction(0.25)
 ///     .from_env()?;
 /// # Ok::<(), spiffile::Error>(())
 /// ```
@@ -30,6 +35,23 @@ use crate::files::{
 pub struct IdentityBuilder {
     ttl: Duration,
     verify: VerifyOptions,
+    caches: Caches,
+}
+
+/// The cache settings, applied to every key and bundle snapshot.
+#[derive(Debug, Clone, Copy)]
+struct Caches {
+    verify_capacity: usize,
+    token_reuse_fraction: f64,
+}
+
+impl Caches {
+    fn verifier(&self, verifier: Verifier) -> Verifier {
+        verifier.with_cache_capacity(self.verify_capacity)
+    }
+    fn signer(&self, signer: Signer) -> Signer {
+        signer.with_token_reuse(self.token_reuse_fraction)
+    }
 }
 
 impl Default for IdentityBuilder {
@@ -37,6 +59,10 @@ impl Default for IdentityBuilder {
         IdentityBuilder {
             ttl: DEFAULT_TTL,
             verify: VerifyOptions::default(),
+            caches: Caches {
+                verify_capacity: DEFAULT_VERIFY_CACHE_CAPACITY,
+                token_reuse_fraction: DEFAULT_TOKEN_REUSE_FRACTION,
+            },
         }
     }
 }
@@ -59,6 +85,40 @@ impl IdentityBuilder {
     /// refused before any decoding.
     pub fn max_token_bytes(mut self, max: usize) -> Self {
         self.verify = self.verify.max_token_bytes(max);
+        self
+    }
+
+    /// Size of the verified-token cache: how many accepted tokens
+    /// [`Identity::verify`] remembers so that a token seen again is accepted
+    /// without a signature check (default
+    /// [`DEFAULT_VERIFY_CACHE_CAPACITY`](spiffile_svid::DEFAULT_VERIFY_CACHE_CAPACITY),
+    /// 4096; 0 turns the cache off).
+    ///
+    /// Entries are keyed by the whole token and the audience, live only
+    /// until the token's `exp` plus the leeway, and are dropped with the
+    /// bundle they were verified against: after a reload, a revoked identity
+    /// is refused even for tokens accepted a moment before. Refused tokens
+    /// are never remembered. The cost is memory (about 1 KiB per token held)
+    /// and one keyed hash of the token on every call.
+    pub fn verify_cache_capacity(mut self, capacity: usize) -> Self {
+        self.caches.verify_capacity = capacity;
+        self
+    }
+
+    /// Reuse of minted tokens by [`Identity::token`] and
+    /// [`Identity::token_with_ttl`]: a token for the same audience and
+    /// lifetime is handed out again while at most `fraction` of its lifetime
+    /// has passed (default one half, so a reused token has at least half of
+    /// its lifetime left; at most 1; 0 turns reuse off and mints on every
+    /// call).
+    ///
+    /// A token is never reused after the key changes (a reload that reads a
+    /// new key file starts afresh). Reuse means a receiver sees the same
+    /// token several times, which is what makes its verified-token cache
+    /// work; if something downstream treats tokens as single-use, turn reuse
+    /// off.
+    pub fn token_reuse_fraction(mut self, fraction: f64) -> Self {
+        self.caches.token_reuse_fraction = fraction;
         self
     }
 
@@ -105,8 +165,9 @@ impl IdentityBuilder {
                 files,
                 ttl: self.ttl,
                 verify: self.verify,
-                verifier: ArcSwap::from_pointee(verifier),
-                signer: ArcSwap::from_pointee(signer),
+                caches: self.caches,
+                verifier: ArcSwap::from_pointee(self.caches.verifier(verifier)),
+                signer: ArcSwap::from_pointee(self.caches.signer(signer)),
             }),
         })
     }
@@ -170,8 +231,20 @@ struct Inner {
     files: IdentityFiles,
     ttl: Duration,
     verify: VerifyOptions,
+    caches: Caches,
     verifier: ArcSwap<Verifier>,
     signer: ArcSwap<Signer>,
+}
+
+impl Inner {
+    /// Makes a new bundle and key the current snapshot. Each snapshot has
+    /// its own caches, so nothing verified against the old bundle or minted
+    /// with the old key outlives the swap.
+    fn store(&self, verifier: Verifier, signer: Signer) {
+        self.verifier
+            .store(Arc::new(self.caches.verifier(verifier)));
+        self.signer.store(Arc::new(self.caches.signer(signer)));
+    }
 }
 
 /// A workload identity: its SPIFFE ID, its signing key, and the trust bundle.
@@ -232,15 +305,18 @@ impl Identity {
         self.inner.signer.load().kid().to_owned()
     }
 
-    /// Mints a token for calling `audience`, with the configured lifetime
-    /// (60 s by default).
+    /// A token for calling `audience`, with the configured lifetime (60 s by
+    /// default): a fresh one, or the one minted before for the same audience
+    /// while less than half of its lifetime has passed (see
+    /// [`IdentityBuilder::token_reuse_fraction`]).
     pub fn token(&self, audience: &SpiffeId) -> Result<String, Error> {
         self.token_with_ttl(audience, self.inner.ttl)
     }
 
-    /// Mints a token for calling `audience`, valid for `ttl`.
+    /// A token for calling `audience`, valid for `ttl` (reused like
+    /// [`Identity::token`]'s).
     pub fn token_with_ttl(&self, audience: &SpiffeId, ttl: Duration) -> Result<String, Error> {
-        Ok(self.inner.signer.load().mint(audience, ttl)?)
+        Ok(self.inner.signer.load().mint_or_reuse(audience, ttl)?)
     }
 
     /// Verifies an inbound token addressed to this workload and returns the
@@ -268,8 +344,7 @@ impl Identity {
         let files = &self.inner.files;
         let verifier = read_bundle(&files.bundle, &self.inner.id, &files.id)?;
         let signer = read_key(&files.key, &self.inner.id)?;
-        self.inner.verifier.store(Arc::new(verifier));
-        self.inner.signer.store(Arc::new(signer));
+        self.inner.store(verifier, signer);
         Ok(())
     }
 }

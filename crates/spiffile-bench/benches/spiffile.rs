@@ -1,0 +1,286 @@
+//! spiffile against its floor (raw `ring` sign/verify of the same signing
+//! inputs) and its peers (`jsonwebtoken`, the `spiffe` crate), in one run.
+//!
+//! Benchmark IDs are `<group>/<name>`; `cargo xtask bench` reads criterion's
+//! estimates back and prints ratios. Settings are short on purpose (the
+//! whole run stays under a few minutes on 2 cores); ratios between
+//! benchmarks of one group are what matters, not the absolute figures.
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use ring::rand::SystemRandom;
+use spiffile::Identity;
+use spiffile_bench::{
+    BILLING, ORDERS, Pair, id, output_dir, ring_verify, signing_input_and_signature,
+};
+use spiffile_bundle::Bundle;
+use spiffile_svid::{Verifier, VerifyOptions, unix_now};
+
+/// The bundle sizes of the scaling benchmarks.
+const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
+
+fn mint(c: &mut Criterion, pair: &Pair) {
+    let billing = id(BILLING);
+    let now = unix_now().expect("clock");
+    let token = pair.orders.mint_at(&billing, now, now + 60).expect("mint");
+    let (input, _) = signing_input_and_signature(&token);
+    let rng = SystemRandom::new();
+    let dir = output_dir().join("mint");
+    pair.write_orders_dir(&dir, 10);
+    let fresh = Identity::builder()
+        .token_reuse_fraction(0.0)
+        .from_dir(&dir)
+        .expect("identity");
+    let cached = Identity::builder().from_dir(&dir).expect("identity");
+
+    let mut g = c.benchmark_group("mint");
+    g.bench_function("raw_ring_sign", |b| {
+        b.iter(|| {
+            pair.orders_ring
+                .sign(&rng, black_box(&input))
+                .expect("sign")
+        })
+    });
+    g.bench_function("signer_mint_at", |b| {
+        b.iter(|| pair.orders.mint_at(black_box(&billing), now, now + 60))
+    });
+    g.bench_function("identity_token_fresh", |b| {
+        b.iter(|| fresh.token(black_box(&billing)).expect("token"))
+    });
+    g.bench_function("identity_token_cached", |b| {
+        b.iter(|| cached.token(black_box(&billing)).expect("token"))
+    });
+    g.finish();
+}
+
+/// Fresh tokens, minted outside the timed loop: every verification checks a
+/// signature it has never seen (so no cache can help).
+fn fresh_tokens(pair: &Pair) -> impl FnMut() -> String + '_ {
+    move || pair.token()
+}
+
+fn verify(c: &mut Criterion, pair: &Pair) {
+    let billing = id(BILLING);
+    let orders_sec1 = pair.orders.public_key().to_sec1();
+    let bundle = pair.bundle(10);
+    let verifier = Verifier::new(&bundle);
+    let options = VerifyOptions::default();
+    let dir = output_dir().join("verify");
+    pair.write_billing_dir(&dir, 10);
+    let identity = Identity::builder().from_dir(&dir).expect("identity");
+    let uncached = Identity::builder()
+        .verify_cache_capacity(0)
+        .from_dir(&dir)
+        .expect("identity");
+
+    // jsonwebtoken: ES256 with a prepared key, the same claims required.
+    let jwt_key = jsonwebtoken::DecodingKey::from_ec_components(
+        &URL_SAFE_NO_PAD.encode(pair.orders.public_key().x()),
+        &URL_SAFE_NO_PAD.encode(pair.orders.public_key().y()),
+    )
+    .expect("jsonwebtoken key");
+    let mut jwt_validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    jwt_validation.set_audience(&[BILLING]);
+    jwt_validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct JwtClaims {
+        sub: String,
+        aud: String,
+        exp: i64,
+        iat: i64,
+    }
+
+    // spiffe: the trust domain's JWT bundle holding orders' key (its kid).
+    let mut jwk = pair.orders.public_key().to_jwk();
+    if let Some(m) = jwk.as_object_mut() {
+        m.remove("use");
+        m.remove("alg");
+    }
+    let authority = spiffe::bundle::jwt::JwtAuthority::from_jwk_json(
+        serde_json::to_string(&jwk).expect("jwk").as_bytes(),
+    )
+    .expect("spiffe authority");
+    let mut spiffe_bundle =
+        spiffe::JwtBundle::new(spiffe::TrustDomain::new("example.org").expect("td"));
+    spiffe_bundle.add_jwt_authority(authority);
+    let mut spiffe_set = spiffe::JwtBundleSet::default();
+    spiffe_set.add_bundle(spiffe_bundle);
+
+    // Every contender must accept the fixture token before it is timed.
+    let probe = pair.token();
+    assert_eq!(
+        identity.verify(&probe).expect("spiffile").id().as_str(),
+        ORDERS
+    );
+    jsonwebtoken::decode::<JwtClaims>(&probe, &jwt_key, &jwt_validation).expect("jsonwebtoken");
+    spiffe::JwtSvid::parse_and_validate(&probe, &spiffe_set, &[BILLING]).expect("spiffe");
+
+    let mut g = c.benchmark_group("verify");
+    g.bench_function("raw_ring_verify", |b| {
+        b.iter_batched(
+            || signing_input_and_signature(&pair.token()),
+            |(input, sig)| assert!(ring_verify(&orders_sec1, &input, &sig)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("verifier", |b| {
+        b.iter_batched(
+            fresh_tokens(pair),
+            |t| verifier.verify(&t, &billing, &options).expect("verify"),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("identity_fresh", |b| {
+        b.iter_batched(
+            fresh_tokens(pair),
+            |t| identity.verify(&t).expect("verify"),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("identity_uncached_fresh", |b| {
+        b.iter_batched(
+            fresh_tokens(pair),
+            |t| uncached.verify(&t).expect("verify"),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("jsonwebtoken", |b| {
+        b.iter_batched(
+            fresh_tokens(pair),
+            |t| jsonwebtoken::decode::<JwtClaims>(&t, &jwt_key, &jwt_validation).expect("decode"),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("spiffe", |b| {
+        b.iter_batched(
+            fresh_tokens(pair),
+            |t| spiffe::JwtSvid::parse_and_validate(&t, &spiffe_set, &[BILLING]).expect("spiffe"),
+            BatchSize::SmallInput,
+        )
+    });
+    let repeated = pair.token();
+    g.bench_function("identity_cached", |b| {
+        b.iter(|| identity.verify(black_box(&repeated)).expect("verify"))
+    });
+    g.finish();
+
+    // The same token and key for the Python reference (`cargo xtask bench`).
+    let peer = output_dir().join("peer");
+    pair.write_billing_dir(&peer, 10);
+    std::fs::write(peer.join("token"), pair.token()).expect("write token");
+    let orders_dir = output_dir().join("peer-orders");
+    pair.write_orders_dir(&orders_dir, 10);
+}
+
+fn bundle_size(c: &mut Criterion, pair: &Pair) {
+    let billing = id(BILLING);
+    let options = VerifyOptions::default();
+    let mut g = c.benchmark_group("verify_bundle_size");
+    for size in SIZES {
+        let verifier = Verifier::new(&pair.bundle(size));
+        g.bench_function(size.to_string(), |b| {
+            b.iter_batched(
+                fresh_tokens(pair),
+                |t| verifier.verify(&t, &billing, &options).expect("verify"),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("bundle_load");
+    g.sample_size(10);
+    for size in SIZES {
+        let json = pair.bundle(size).to_json();
+        g.bench_function(size.to_string(), |b| {
+            b.iter(|| {
+                Verifier::new(&Bundle::from_json(black_box(json.as_bytes())).expect("bundle"))
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("reload");
+    g.sample_size(10);
+    for size in SIZES {
+        let dir = output_dir().join(format!("reload-{size}"));
+        pair.write_billing_dir(&dir, size);
+        let identity = Identity::builder().from_dir(&dir).expect("identity");
+        g.bench_function(size.to_string(), |b| {
+            b.iter(|| identity.reload().expect("reload"))
+        });
+    }
+    g.finish();
+}
+
+/// Throughput on one shared `Identity` from 1 and 2 threads: the time
+/// reported is wall time divided by the verifications of ONE thread, so equal
+/// figures for `1` and `2` mean throughput doubled.
+fn threads(c: &mut Criterion, pair: &Pair) {
+    let dir = output_dir().join("threads");
+    pair.write_billing_dir(&dir, 1_000);
+    let identity = Identity::builder().from_dir(&dir).expect("identity");
+    let run = |threads: usize, iters: u64, tokens: &[Vec<String>]| -> Duration {
+        let barrier = Barrier::new(threads + 1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let identity = identity.clone();
+                    let barrier = &barrier;
+                    let mine = &tokens[t];
+                    s.spawn(move || {
+                        barrier.wait();
+                        for i in 0..iters as usize {
+                            black_box(identity.verify(&mine[i % mine.len()]).expect("verify"));
+                        }
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let start = Instant::now();
+            for h in handles {
+                h.join().expect("thread");
+            }
+            start.elapsed()
+        })
+    };
+    for (group, distinct) in [("threads_fresh", true), ("threads_cached", false)] {
+        let mut g = c.benchmark_group(group);
+        for threads in [1usize, 2] {
+            g.bench_function(threads.to_string(), |b| {
+                b.iter_custom(|iters| {
+                    let per_thread = if distinct { iters as usize } else { 1 };
+                    let tokens: Vec<Vec<String>> = (0..threads)
+                        .map(|_| (0..per_thread).map(|_| pair.token()).collect())
+                        .collect();
+                    run(threads, iters, &tokens)
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+fn all(c: &mut Criterion) {
+    let pair = Pair::new();
+    mint(c, &pair);
+    verify(c, &pair);
+    bundle_size(c, &pair);
+    threads(c, &pair);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    targets = all
+}
+criterion_main!(benches);
