@@ -1,5 +1,6 @@
 //! Workspace automation (`cargo xtask <command>`).
 
+mod bench;
 mod python;
 
 use std::path::{Path, PathBuf};
@@ -9,7 +10,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("peer-selftest") => peer_selftest(),
-        _ => Err("usage: cargo xtask peer-selftest".to_owned()),
+        Some("bench") => bench::run(&workspace_root(), &args[1..]),
+        _ => Err("usage: cargo xtask peer-selftest | bench [--help]".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use ring::rand::SystemRandom;
 use spiffile::Identity;
 use spiffile_bench::{
@@ -283,4 +283,82 @@ criterion_group! {
         .sample_size(30);
     targets = all
 }
-criterion_main!(benches);
+
+/// With `SPIFFILE_ICOUNT=<op>:<n>` set, performs `op` on `n` fresh tokens
+/// (minted first, whatever `op` is) instead of benchmarking, so that
+/// `valgrind --tool=callgrind` can count the instructions of `op`:
+/// `(count(op) - count(none)) / n`. `cargo xtask bench` does this.
+fn instruction_count_run(spec: &str) {
+    let (op, n) = spec.split_once(':').expect("SPIFFILE_ICOUNT=<op>:<n>");
+    let n: usize = n.parse().expect("n");
+    let pair = Pair::new();
+    let billing = id(BILLING);
+    let tokens: Vec<String> = (0..n).map(|_| pair.token()).collect();
+    let split: Vec<(Vec<u8>, Vec<u8>)> = tokens
+        .iter()
+        .map(|t| signing_input_and_signature(t))
+        .collect();
+    let verifier = Verifier::new(&pair.bundle(10));
+    let options = VerifyOptions::default();
+    let dir = output_dir().join(format!("icount-{}", std::process::id()));
+    pair.write_billing_dir(&dir, 10);
+    let identity = Identity::builder().from_dir(&dir).expect("identity");
+    let orders_dir = dir.join("orders");
+    pair.write_orders_dir(&orders_dir, 10);
+    let orders = Identity::builder().from_dir(&orders_dir).expect("identity");
+    let sec1 = pair.orders.public_key().to_sec1();
+    let rng = SystemRandom::new();
+    let now = unix_now().expect("clock");
+    identity.verify(&tokens[0]).expect("verify");
+    orders.token(&billing).expect("token");
+    match op {
+        "none" => {}
+        "ring_verify" => {
+            for (input, sig) in &split {
+                assert!(ring_verify(&sec1, input, sig));
+            }
+        }
+        "verifier" => {
+            for t in &tokens {
+                black_box(verifier.verify(t, &billing, &options).expect("verify"));
+            }
+        }
+        "identity_fresh" => {
+            for t in &tokens[1..] {
+                black_box(identity.verify(t).expect("verify"));
+            }
+            black_box(identity.verify(&tokens[0]).expect("verify"));
+        }
+        "identity_cached" => {
+            for _ in &tokens {
+                black_box(identity.verify(&tokens[0]).expect("verify"));
+            }
+        }
+        "ring_sign" => {
+            for (input, _) in &split {
+                black_box(pair.orders_ring.sign(&rng, input).expect("sign"));
+            }
+        }
+        "signer_mint_at" => {
+            for _ in &tokens {
+                black_box(pair.orders.mint_at(&billing, now, now + 60).expect("mint"));
+            }
+        }
+        "identity_token_cached" => {
+            for _ in &tokens {
+                black_box(orders.token(&billing).expect("token"));
+            }
+        }
+        other => panic!("unknown op {other}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("SPIFFILE_ICOUNT") {
+        instruction_count_run(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
