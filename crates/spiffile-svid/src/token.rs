@@ -498,17 +498,79 @@ impl fmt::Debug for Verifier {
     }
 }
 
-#[derive(Default)]
-struct RawHeader {
-    alg: Option<Value>,
-    kid: Option<Value>,
-    typ: Option<Value>,
+/// A JSON member value that is usually a string: borrowed from the decoded
+/// segment when it has no escapes, so the common case allocates nothing.
+/// Anything else is kept as a [`Value`] for the error message.
+enum MaybeStr<'de> {
+    Str(std::borrow::Cow<'de, str>),
+    Other(Value),
+}
+
+impl MaybeStr<'_> {
+    fn quoted(&self) -> String {
+        match self {
+            MaybeStr::Str(s) => short(s),
+            MaybeStr::Other(v) => quote(v),
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for MaybeStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MaybeStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Str(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Str(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Str(std::borrow::Cow::Owned(v)))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Other(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Other(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Other(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Other(Value::from(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Other(Value::Null))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                de::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(MaybeStr::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                de::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(MaybeStr::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Default)]
-struct RawClaims {
-    sub: Option<Value>,
-    aud: Option<Value>,
+struct RawHeader<'de> {
+    alg: Option<MaybeStr<'de>>,
+    kid: Option<MaybeStr<'de>>,
+    typ: Option<MaybeStr<'de>>,
+}
+
+#[derive(Default)]
+struct RawClaims<'de> {
+    sub: Option<MaybeStr<'de>>,
+    aud: Option<MaybeStr<'de>>,
     exp: Option<Value>,
     nbf: Option<Value>,
     iat: Option<Value>,
@@ -527,12 +589,12 @@ fn short(s: &str) -> String {
     quote(&Value::from(s))
 }
 
-impl<'de> Visitor<'de> for ObjectVisitor<'_, RawHeader> {
-    type Value = RawHeader;
+impl<'de> Visitor<'de> for ObjectVisitor<'_, RawHeader<'de>> {
+    type Value = RawHeader<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader<'de>, A::Error> {
         let mut h = RawHeader::default();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let slot = match &*key {
@@ -556,12 +618,12 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_, RawHeader> {
     }
 }
 
-impl<'de> Visitor<'de> for ObjectVisitor<'_, RawClaims> {
-    type Value = RawClaims;
+impl<'de> Visitor<'de> for ObjectVisitor<'_, RawClaims<'de>> {
+    type Value = RawClaims<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims<'de>, A::Error> {
         let mut c = RawClaims::default();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let dup = match &*key {
@@ -654,6 +716,24 @@ fn check_times(
         });
     }
     Ok(())
+}
+
+/// Decodes a segment into `buf`, or onto the heap when it does not fit.
+fn decode_segment_into<'b>(
+    segment: &str,
+    buf: &'b mut [u8],
+    what: &'static str,
+) -> Result<std::borrow::Cow<'b, [u8]>, TokenError> {
+    match URL_SAFE_NO_PAD.decode_slice(segment.as_bytes(), &mut *buf) {
+        Ok(n) => {
+            let buf: &'b [u8] = buf;
+            Ok(std::borrow::Cow::Borrowed(buf.get(..n).unwrap_or(&[])))
+        }
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            decode_segment(segment, what).map(std::borrow::Cow::Owned)
+        }
+        Err(base64::DecodeSliceError::DecodeError(_)) => Err(TokenError::Malformed(what)),
+    }
 }
 
 fn decode_segment(segment: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
@@ -852,29 +932,41 @@ impl Verifier {
         };
         let signing_input = &token[..h64.len() + 1 + c64.len()];
 
-        let header_json = decode_segment(h64, "the header segment is not unpadded base64url")?;
-        let header: RawHeader = parse_object("header", &header_json)?;
+        // Both segments are decoded into buffers on the stack when they fit
+        // (they always do for tokens of the spiffile implementations).
+        let mut header_buf = [0u8; 256];
+        let mut claims_buf = [0u8; 768];
+        let header_json = decode_segment_into(
+            h64,
+            &mut header_buf,
+            "the header segment is not unpadded base64url",
+        )?;
+        let header: RawHeader<'_> = parse_object("header", &header_json)?;
         match &header.alg {
-            Some(Value::String(a)) if a == "ES256" => {}
-            Some(other) => return Err(TokenError::Algorithm(quote(other)).into()),
+            Some(MaybeStr::Str(a)) if a == "ES256" => {}
+            Some(other) => return Err(TokenError::Algorithm(other.quoted()).into()),
             None => return Err(TokenError::Algorithm("missing".into()).into()),
         }
         let kid = match &header.kid {
-            Some(Value::String(k)) if !k.is_empty() => k.as_str(),
-            Some(Value::String(_)) => return Err(TokenError::KeyId("empty").into()),
+            Some(MaybeStr::Str(k)) if !k.is_empty() => &**k,
+            Some(MaybeStr::Str(_)) => return Err(TokenError::KeyId("empty").into()),
             Some(_) => return Err(TokenError::KeyId("not a string").into()),
             None => return Err(TokenError::KeyId("missing").into()),
         };
         match &header.typ {
             None => {}
-            Some(Value::String(t)) if t == "JWT" || t == "JOSE" => {}
-            Some(other) => return Err(TokenError::Type(quote(other)).into()),
+            Some(MaybeStr::Str(t)) if t == "JWT" || t == "JOSE" => {}
+            Some(other) => return Err(TokenError::Type(other.quoted()).into()),
         }
 
-        let claims_json = decode_segment(c64, "the claims segment is not unpadded base64url")?;
-        let raw: RawClaims = parse_object("claims", &claims_json)?;
+        let claims_json = decode_segment_into(
+            c64,
+            &mut claims_buf,
+            "the claims segment is not unpadded base64url",
+        )?;
+        let raw: RawClaims<'_> = parse_object("claims", &claims_json)?;
         let sub = match &raw.sub {
-            Some(Value::String(s)) => s.as_str(),
+            Some(MaybeStr::Str(s)) => &**s,
             Some(_) => {
                 return Err(TokenError::InvalidClaim {
                     claim: "sub",
@@ -885,8 +977,10 @@ impl Verifier {
             None => return Err(TokenError::MissingClaim("sub").into()),
         };
         let aud = match &raw.aud {
-            Some(Value::String(a)) => a.as_str(),
-            Some(Value::Array(_)) => return Err(TokenError::AudienceArray.into()),
+            Some(MaybeStr::Str(a)) => &**a,
+            Some(MaybeStr::Other(Value::Array(_))) => {
+                return Err(TokenError::AudienceArray.into());
+            }
             Some(_) => {
                 return Err(TokenError::InvalidClaim {
                     claim: "aud",
