@@ -21,6 +21,8 @@ const USAGE: &str = "usage: cargo xtask bench [--skip-criterion] [--skip-callgri
 
 /// Operations per callgrind run.
 const ICOUNT_OPS: u32 = 200;
+/// Rounds of the paired, interleaved timing (about 20 s on 2 cores).
+const PAIRED_ROUNDS: u32 = 2000;
 
 struct Options {
     criterion: bool,
@@ -77,6 +79,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
         }
     }
 
+    let paired = match paired_ratios(root, &cargo) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("xtask: paired timing skipped: {e}");
+            None
+        }
+    };
+
     let icounts = if opts.callgrind {
         match instruction_counts(root, &cargo) {
             Ok(c) => Some(c),
@@ -101,7 +111,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
         None
     };
 
-    let table = render(root, icounts.as_deref(), python)?;
+    let table = render(root, paired.as_deref(), icounts.as_deref(), python)?;
     print!("{table}");
     let out = root.join("target/spiffile-bench/table.md");
     if let Some(dir) = out.parent() {
@@ -164,32 +174,7 @@ fn instruction_counts(root: &Path, cargo: &std::ffi::OsStr) -> Result<Vec<(Strin
     if !probe.is_ok_and(|o| o.status.success()) {
         return Err("valgrind is not installed (apt install valgrind)".into());
     }
-    let out = Command::new(cargo)
-        .current_dir(root)
-        .args([
-            "bench",
-            "-p",
-            "spiffile-bench",
-            "--bench",
-            "spiffile",
-            "--no-run",
-            "--message-format=json",
-        ])
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err("cargo bench --no-run failed".into());
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let exe = stdout
-        .lines()
-        .filter(|l| l.contains("\"name\":\"spiffile\"") && l.contains("\"bench\""))
-        .find_map(|l| {
-            let start = l.find("\"executable\":\"")? + 14;
-            let end = start + l[start..].find('"')?;
-            Some(PathBuf::from(&l[start..end]))
-        })
-        .ok_or("no bench executable in cargo's output")?;
+    let exe = bench_executable(root, cargo)?;
 
     let count = |op: &str| -> Result<f64, String> {
         let out = Command::new("valgrind")
@@ -226,6 +211,70 @@ fn instruction_counts(root: &Path, cargo: &std::ffi::OsStr) -> Result<Vec<(Strin
         counts.push((op.to_owned(), (n - none) / f64::from(ICOUNT_OPS)));
     }
     Ok(counts)
+}
+
+/// The path of the compiled benchmark binary (built if needed).
+fn bench_executable(root: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf, String> {
+    let out = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "bench",
+            "-p",
+            "spiffile-bench",
+            "--bench",
+            "spiffile",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err("cargo bench --no-run failed".into());
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter(|l| l.contains("\"name\":\"spiffile\"") && l.contains("\"bench\""))
+        .find_map(|l| {
+            let start = l.find("\"executable\":\"")? + 14;
+            let end = start + l[start..].find('"')?;
+            Some(PathBuf::from(&l[start..end]))
+        })
+        .ok_or_else(|| "no bench executable in cargo's output".to_owned())
+}
+
+/// Paired, interleaved ratios (`SPIFFILE_PAIRED` mode of the benchmark
+/// binary): id, median, first and third quartile.
+fn paired_ratios(root: &Path, cargo: &std::ffi::OsStr) -> Result<Vec<(String, [f64; 3])>, String> {
+    let exe = bench_executable(root, cargo)?;
+    eprintln!("xtask: paired, interleaved timing ({PAIRED_ROUNDS} rounds) ...");
+    let out = Command::new(&exe)
+        .env("SPIFFILE_PAIRED", PAIRED_ROUNDS.to_string())
+        .output()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "paired run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<(String, [f64; 3])> = stdout
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("paired ")?.split_whitespace();
+            let id = f.next()?.to_owned();
+            let mut q = [0.0; 3];
+            for v in &mut q {
+                *v = f.next()?.parse().ok()?;
+            }
+            Some((id, q))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Err("the paired run printed no ratios".into());
+    }
+    Ok(rows)
 }
 
 /// Python reference verify and mint, microseconds per call.
@@ -308,6 +357,7 @@ fn fmt_time(ns: f64) -> String {
 
 fn render(
     root: &Path,
+    paired: Option<&[(String, [f64; 3])]>,
     icounts: Option<&[(String, f64)]>,
     python: Option<PythonTimings>,
 ) -> Result<String, String> {
@@ -330,6 +380,18 @@ fn render(
         "Times per operation: minimum over criterion's samples (median in brackets).\n\
          Ratios are to the baseline of each block, measured in the same run.\n"
     );
+
+    if let Some(rows) = paired {
+        let _ = writeln!(
+            w,
+            "| paired, interleaved (same fresh tokens, same round) | median ratio | quartiles |"
+        );
+        let _ = writeln!(w, "|---|---:|---:|");
+        for (id, [median, q1, q3]) in rows {
+            let _ = writeln!(w, "| {id} | {median:.3} | {q1:.3} – {q3:.3} |");
+        }
+        let _ = writeln!(w);
+    }
 
     let block =
         |w: &mut String, title: &str, base: (&str, &str), rows: &[(&str, Option<Timing>)]| {

@@ -78,39 +78,7 @@ fn verify(c: &mut Criterion, pair: &Pair) {
         .from_dir(&dir)
         .expect("identity");
 
-    // jsonwebtoken: ES256 with a prepared key, the same claims required.
-    let jwt_key = jsonwebtoken::DecodingKey::from_ec_components(
-        &URL_SAFE_NO_PAD.encode(pair.orders.public_key().x()),
-        &URL_SAFE_NO_PAD.encode(pair.orders.public_key().y()),
-    )
-    .expect("jsonwebtoken key");
-    let mut jwt_validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-    jwt_validation.set_audience(&[BILLING]);
-    jwt_validation.set_required_spec_claims(&["exp", "sub", "aud"]);
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
-    struct JwtClaims {
-        sub: String,
-        aud: String,
-        exp: i64,
-        iat: i64,
-    }
-
-    // spiffe: the trust domain's JWT bundle holding orders' key (its kid).
-    let mut jwk = pair.orders.public_key().to_jwk();
-    if let Some(m) = jwk.as_object_mut() {
-        m.remove("use");
-        m.remove("alg");
-    }
-    let authority = spiffe::bundle::jwt::JwtAuthority::from_jwk_json(
-        serde_json::to_string(&jwk).expect("jwk").as_bytes(),
-    )
-    .expect("spiffe authority");
-    let mut spiffe_bundle =
-        spiffe::JwtBundle::new(spiffe::TrustDomain::new("example.org").expect("td"));
-    spiffe_bundle.add_jwt_authority(authority);
-    let mut spiffe_set = spiffe::JwtBundleSet::default();
-    spiffe_set.add_bundle(spiffe_bundle);
+    let (jwt_key, jwt_validation, spiffe_set) = peers(pair);
 
     // Every contender must accept the fixture token before it is timed.
     let probe = pair.token();
@@ -311,8 +279,27 @@ fn instruction_count_run(spec: &str) {
     let now = unix_now().expect("clock");
     identity.verify(&tokens[0]).expect("verify");
     orders.token(&billing).expect("token");
+    let bundle_json = if op == "bundle_load_10000x20" {
+        pair.bundle(10_000).to_json()
+    } else if op == "bundle_load" {
+        pair.bundle(n * 50).to_json()
+    } else {
+        String::new()
+    };
     match op {
         "none" => {}
+        "bundle_load_10000x20" => {
+            for _ in 0..20 {
+                black_box(Verifier::new(
+                    &Bundle::from_json(bundle_json.as_bytes()).expect("bundle"),
+                ));
+            }
+        }
+        "bundle_load" => {
+            black_box(Verifier::new(
+                &Bundle::from_json(bundle_json.as_bytes()).expect("bundle"),
+            ));
+        }
         "ring_verify" => {
             for (input, sig) in &split {
                 assert!(ring_verify(&sec1, input, sig));
@@ -354,7 +341,181 @@ fn instruction_count_run(spec: &str) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With `SPIFFILE_PAIRED=<rounds>` set: interleaved, paired timing. Each
+/// round times a block of operations of the baseline and of every contender
+/// back to back (in rotating order) on the same fresh tokens, and the ratio
+/// to the baseline is taken within the round; the median over rounds is
+/// printed as `paired <id> <median> <p25> <p75>`. Load that comes and goes
+/// on the machine hits both sides of a round alike, so these ratios hold
+/// still where sequential benchmarks drift.
+fn paired_run(rounds: usize) {
+    type Op<'a> = Box<dyn Fn(&str, &(Vec<u8>, Vec<u8>)) + 'a>;
+    let pair = Pair::new();
+    let billing = id(BILLING);
+    let sec1 = pair.orders.public_key().to_sec1();
+    let verifier = Verifier::new(&pair.bundle(10));
+    let options = VerifyOptions::default();
+    let dir = output_dir().join(format!("paired-{}", std::process::id()));
+    pair.write_billing_dir(&dir, 10);
+    let identity = Identity::builder().from_dir(&dir).expect("identity");
+    let uncached = Identity::builder()
+        .verify_cache_capacity(0)
+        .from_dir(&dir)
+        .expect("identity");
+    let orders_dir = dir.join("orders");
+    pair.write_orders_dir(&orders_dir, 10);
+    let orders = Identity::builder()
+        .token_reuse_fraction(0.0)
+        .from_dir(&orders_dir)
+        .expect("identity");
+    let (jwt_key, jwt_validation, spiffe_set) = peers(&pair);
+    let rng = SystemRandom::new();
+    let now = unix_now().expect("clock");
+
+    let verify_ops: Vec<(&str, Op<'_>)> = vec![
+        (
+            "verify/raw_ring_verify",
+            Box::new(|_, (input, sig)| {
+                assert!(ring_verify(&sec1, input, sig));
+            }),
+        ),
+        (
+            "verify/verifier",
+            Box::new(|t, _| {
+                black_box(verifier.verify(t, &billing, &options).expect("verify"));
+            }),
+        ),
+        (
+            "verify/identity_fresh",
+            Box::new(|t, _| {
+                black_box(identity.verify(t).expect("verify"));
+            }),
+        ),
+        (
+            "verify/identity_uncached_fresh",
+            Box::new(|t, _| {
+                black_box(uncached.verify(t).expect("verify"));
+            }),
+        ),
+        (
+            "verify/jsonwebtoken",
+            Box::new(|t, _| {
+                black_box(
+                    jsonwebtoken::decode::<JwtClaims>(t, &jwt_key, &jwt_validation)
+                        .expect("decode"),
+                );
+            }),
+        ),
+        (
+            "verify/spiffe",
+            Box::new(|t, _| {
+                black_box(
+                    spiffe::JwtSvid::parse_and_validate(t, &spiffe_set, &[BILLING])
+                        .expect("spiffe"),
+                );
+            }),
+        ),
+    ];
+    let mint_ops: Vec<(&str, Op<'_>)> = vec![
+        (
+            "mint/raw_ring_sign",
+            Box::new(|_, (input, _)| {
+                black_box(pair.orders_ring.sign(&rng, input).expect("sign"));
+            }),
+        ),
+        (
+            "mint/signer_mint_at",
+            Box::new(|_, _| {
+                black_box(pair.orders.mint_at(&billing, now, now + 60).expect("mint"));
+            }),
+        ),
+        (
+            "mint/identity_token_fresh",
+            Box::new(|_, _| {
+                black_box(orders.token(&billing).expect("token"));
+            }),
+        ),
+    ];
+    for (ops, block) in [(&verify_ops, 16usize), (&mint_ops, 48)] {
+        let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];
+        for round in 0..rounds {
+            let tokens: Vec<String> = (0..block).map(|_| pair.token()).collect();
+            let split: Vec<_> = tokens
+                .iter()
+                .map(|t| signing_input_and_signature(t))
+                .collect();
+            let mut times = vec![0f64; ops.len()];
+            for k in 0..ops.len() {
+                let i = (k + round) % ops.len();
+                let start = Instant::now();
+                for (t, s) in tokens.iter().zip(&split) {
+                    (ops[i].1)(t, s);
+                }
+                times[i] = start.elapsed().as_secs_f64();
+            }
+            for i in 0..ops.len() {
+                ratios[i].push(times[i] / times[0]);
+            }
+        }
+        for (i, (name, _)) in ops.iter().enumerate() {
+            let r = &mut ratios[i];
+            r.sort_by(f64::total_cmp);
+            let q = |f: f64| r[((r.len() - 1) as f64 * f).round() as usize];
+            println!("paired {name} {:.4} {:.4} {:.4}", q(0.5), q(0.25), q(0.75));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct JwtClaims {
+    sub: String,
+    aud: String,
+    exp: i64,
+    iat: i64,
+}
+
+/// The peers, prepared once: jsonwebtoken's key and validation (ES256, the
+/// same claims required) and the `spiffe` crate's JWT bundle set holding
+/// `orders`' key under its kid.
+fn peers(
+    pair: &Pair,
+) -> (
+    jsonwebtoken::DecodingKey,
+    jsonwebtoken::Validation,
+    spiffe::JwtBundleSet,
+) {
+    let jwt_key = jsonwebtoken::DecodingKey::from_ec_components(
+        &URL_SAFE_NO_PAD.encode(pair.orders.public_key().x()),
+        &URL_SAFE_NO_PAD.encode(pair.orders.public_key().y()),
+    )
+    .expect("jsonwebtoken key");
+    let mut jwt_validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    jwt_validation.set_audience(&[BILLING]);
+    jwt_validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+    let mut jwk = pair.orders.public_key().to_jwk();
+    if let Some(m) = jwk.as_object_mut() {
+        m.remove("use");
+        m.remove("alg");
+    }
+    let authority = spiffe::bundle::jwt::JwtAuthority::from_jwk_json(
+        serde_json::to_string(&jwk).expect("jwk").as_bytes(),
+    )
+    .expect("spiffe authority");
+    let mut spiffe_bundle =
+        spiffe::JwtBundle::new(spiffe::TrustDomain::new("example.org").expect("td"));
+    spiffe_bundle.add_jwt_authority(authority);
+    let mut spiffe_set = spiffe::JwtBundleSet::default();
+    spiffe_set.add_bundle(spiffe_bundle);
+    (jwt_key, jwt_validation, spiffe_set)
+}
+
 fn main() {
+    if let Ok(rounds) = std::env::var("SPIFFILE_PAIRED") {
+        paired_run(rounds.parse().expect("SPIFFILE_PAIRED=<rounds>"));
+        return;
+    }
     if let Ok(spec) = std::env::var("SPIFFILE_ICOUNT") {
         instruction_count_run(&spec);
         return;

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use ring::rand::SystemRandom;
 use ring::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, UnparsedPublicKey,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
+    UnparsedPublicKey,
 };
 use spiffile_bundle::Bundle;
 use spiffile_id::SpiffeId;
@@ -22,8 +23,6 @@ pub const TRUST_DOMAIN: &str = "example.org";
 pub const ORDERS: &str = "spiffe://example.org/orders";
 /// The called workload (the verifier's own ID, the audience).
 pub const BILLING: &str = "spiffe://example.org/billing";
-/// How many distinct filler keys the large bundles cycle through.
-const FILLER_KEYS: usize = 16;
 
 /// Parses a SPIFFE ID known to be valid.
 pub fn id(s: &str) -> SpiffeId {
@@ -42,7 +41,8 @@ pub struct Pair {
     pub billing: Signer,
     /// `orders`' key as a raw `ring` key pair, for the baseline.
     pub orders_ring: EcdsaKeyPair,
-    filler: Vec<spiffile_bundle::PublicKey>,
+    /// One distinct key per filler identity, generated on demand.
+    filler: std::sync::Mutex<Vec<spiffile_bundle::PublicKey>>,
 }
 
 impl Pair {
@@ -54,9 +54,7 @@ impl Pair {
         let orders = Signer::from_pkcs8_pem(id(ORDERS), orders_pem.as_bytes()).expect("key");
         let billing = Signer::from_pkcs8_pem(id(BILLING), billing_pem.as_bytes()).expect("key");
         let orders_ring = ring_key_pair(&orders_pem);
-        let filler = (0..FILLER_KEYS)
-            .map(|_| spiffile_svid::public_key_of_pem(pem().as_bytes()).expect("key"))
-            .collect();
+        let filler = std::sync::Mutex::new(Vec::new());
         Pair {
             orders_pem,
             billing_pem,
@@ -68,9 +66,22 @@ impl Pair {
     }
 
     /// A bundle holding `orders`, `billing` and `size - 2` more identities
-    /// (`spiffe://example.org/svc/<n>`), which cycle through a pool of
-    /// filler keys.
+    /// (`spiffe://example.org/svc/<n>`), each with a key of its own (as in a
+    /// real bundle; generated once and kept for the next bundle).
     pub fn bundle(&self, size: usize) -> Bundle {
+        let mut filler = self.filler.lock().expect("filler keys");
+        let rng = SystemRandom::new();
+        while filler.len() < size.saturating_sub(2) {
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .expect("key generation");
+            let pair =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                    .expect("PKCS#8");
+            filler.push(
+                spiffile_bundle::PublicKey::from_sec1(pair.public_key().as_ref())
+                    .expect("public key"),
+            );
+        }
         let mut bundle = Bundle::new(TRUST_DOMAIN.parse().expect("trust domain"));
         bundle
             .add_key(self.orders.id(), self.orders.public_key().clone())
@@ -79,7 +90,7 @@ impl Pair {
             .add_key(self.billing.id(), self.billing.public_key().clone())
             .expect("billing key");
         for n in 0..size.saturating_sub(2) {
-            let key = self.filler[n % self.filler.len()].clone();
+            let key = filler[n].clone();
             bundle
                 .add_key(&id(&format!("spiffe://example.org/svc/{n}")), key)
                 .expect("filler key");
