@@ -256,6 +256,9 @@ criterion_group! {
 /// (minted first, whatever `op` is) instead of benchmarking, so that
 /// `valgrind --tool=callgrind` can count the instructions of `op`:
 /// `(count(op) - count(none)) / n`. `cargo xtask bench` does this.
+/// `bundle_load` (one bundle of `50 n` identities) and
+/// `bundle_load_10000x20` are there for profiling bundle loading (with
+/// callgrind or `perf record`).
 fn instruction_count_run(spec: &str) {
     let (op, n) = spec.split_once(':').expect("SPIFFILE_ICOUNT=<op>:<n>");
     let n: usize = n.parse().expect("n");
