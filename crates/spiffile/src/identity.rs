@@ -236,13 +236,19 @@ struct Inner {
     signer: ArcSwap<Signer>,
 }
 
+/// The store path of every reload (explicit, or by a file watcher): each
+/// snapshot gets caches of its own, so nothing verified against an old bundle
+/// or minted with an old key outlives the swap.
 impl Inner {
-    /// Makes a new bundle and key the current snapshot. Each snapshot has
-    /// its own caches, so nothing verified against the old bundle or minted
-    /// with the old key outlives the swap.
-    fn store(&self, verifier: Verifier, signer: Signer) {
+    /// Makes `verifier` (a new bundle) current, with an empty
+    /// verified-token cache.
+    fn store_bundle(&self, verifier: Verifier) {
         self.verifier
             .store(Arc::new(self.caches.verifier(verifier)));
+    }
+
+    /// Makes `signer` (a key) current, with an empty minted-token cache.
+    fn store_key(&self, signer: Signer) {
         self.signer.store(Arc::new(self.caches.signer(signer)));
     }
 }
@@ -307,7 +313,7 @@ impl Identity {
 
     /// A token for calling `audience`, with the configured lifetime (60 s by
     /// default): a fresh one, or the one minted before for the same audience
-    /// while less than half of its lifetime has passed (see
+    /// until less than half of its lifetime remains (see
     /// [`IdentityBuilder::token_reuse_fraction`]).
     pub fn token(&self, audience: &SpiffeId) -> Result<String, Error> {
         self.token_with_ttl(audience, self.inner.ttl)
@@ -344,7 +350,8 @@ impl Identity {
         let files = &self.inner.files;
         let verifier = read_bundle(&files.bundle, &self.inner.id, &files.id)?;
         let signer = read_key(&files.key, &self.inner.id)?;
-        self.inner.store(verifier, signer);
+        self.inner.store_bundle(verifier);
+        self.inner.store_key(signer);
         Ok(())
     }
 }
