@@ -90,8 +90,51 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--audience", default=None)
     c.add_argument("--leeway", type=float, default=None)
 
+    c = sub.add_parser(
+        "bench-verify",
+        help="time Identity.verify(TOKEN) in-process; prints microseconds per call",
+    )
+    files(c)
+    c.add_argument("--token-file", required=True)
+    c.add_argument("--n", type=int, default=1000, help="calls per round")
+    c.add_argument("--rounds", type=int, default=5)
+
+    c = sub.add_parser(
+        "bench-mint",
+        help="time Identity.token(AUD) in-process; prints microseconds per call",
+    )
+    files(c)
+    c.add_argument("--audience", required=True)
+    c.add_argument("--n", type=int, default=1000, help="calls per round")
+    c.add_argument("--rounds", type=int, default=5)
+
     sub.add_parser("version", help="installed spiffile version")
     return p
+
+
+def _time_rounds(call, n: int, rounds: int) -> dict:
+    """Times `call` n times per round (after one warm-up round of n // 10),
+    with time.perf_counter; reports microseconds per call."""
+    import time
+
+    if n < 1 or rounds < 1:
+        raise _UsageError("--n and --rounds must be at least 1")
+    for _ in range(max(1, n // 10)):
+        call()
+    per_round = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(n):
+            call()
+        per_round.append((time.perf_counter() - start) / n * 1e6)
+    per_round.sort()
+    return {
+        "n": n,
+        "rounds": rounds,
+        "min_us": per_round[0],
+        "median_us": per_round[len(per_round) // 2],
+        "rounds_us": per_round,
+    }
 
 
 def _bundle_kids(root, spiffe_id: str) -> list[str]:
@@ -130,6 +173,16 @@ def _run(args: argparse.Namespace) -> dict:
         token = sys.stdin.read().strip() if args.token == "-" else args.token
         caller = identity.verify(token, audience=args.audience, **kwargs)
         return {"ok": True, "caller": str(caller.id), "claims": caller.claims}
+    if cmd == "bench-verify":
+        identity = Identity.from_files(args.id_file, args.key_file, args.bundle_file)
+        with open(args.token_file, encoding="utf-8") as f:
+            token = f.read().strip()
+        identity.verify(token)  # must succeed before it is timed
+        return {"ok": True, **_time_rounds(lambda: identity.verify(token), args.n, args.rounds)}
+    if cmd == "bench-mint":
+        identity = Identity.from_files(args.id_file, args.key_file, args.bundle_file)
+        audience = args.audience
+        return {"ok": True, **_time_rounds(lambda: identity.token(audience), args.n, args.rounds)}
     if cmd == "version":
         from importlib.metadata import version
 

@@ -1,5 +1,6 @@
 //! Workspace automation (`cargo xtask <command>`).
 
+mod bench;
 mod conformance;
 mod python;
 
@@ -11,7 +12,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("conformance") => conformance::run(&workspace_root()),
         Some("peer-selftest") => peer_selftest(),
-        _ => Err("usage: cargo xtask <conformance | peer-selftest>".to_owned()),
+        Some("bench") => bench::run(&workspace_root(), &args[1..]),
+        _ => Err("usage: cargo xtask <conformance | bench [--help] | peer-selftest>".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

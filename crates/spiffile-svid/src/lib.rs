@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod cache;
 mod error;
 mod key;
 mod token;
@@ -25,7 +26,8 @@ mod token;
 pub use error::{Error, Reason, TokenError};
 pub use key::{KeyError, generate_pkcs8_pem, public_key_of_pem};
 pub use token::{
-    Caller, Claims, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_TTL, MAX_TTL, Signer,
+    Caller, Claims, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_TOKEN_REUSE_FRACTION,
+    DEFAULT_TTL, DEFAULT_VERIFY_CACHE_CAPACITY, MAX_TTL, MINTED_TOKEN_CACHE_CAPACITY, Signer,
     Verifier, VerifyOptions, unix_now,
 };
 pub use zeroize::Zeroizing;

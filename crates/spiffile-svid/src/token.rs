@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use spiffile_bundle::{Bundle, PublicKey};
 use spiffile_id::{SpiffeId, TrustDomain};
 
+use crate::cache::ShardedCache;
 use crate::error::{Error, TokenError, quote};
 use crate::key::{KeyError, PrivateKey};
 
@@ -105,6 +106,18 @@ impl Claims {
     }
 }
 
+/// A token lifetime in whole seconds (rounded up), if it is one [`Signer`]
+/// mints with.
+fn checked_ttl_secs(ttl: Duration) -> Result<u64, Error> {
+    if ttl.is_zero() || ttl > MAX_TTL {
+        return Err(Error::InvalidTtl {
+            requested_ms: ttl.as_millis(),
+            max: MAX_TTL.as_secs(),
+        });
+    }
+    Ok(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
+}
+
 fn secs_to_time(s: i64) -> SystemTime {
     if s >= 0 {
         UNIX_EPOCH + Duration::from_secs(s.unsigned_abs())
@@ -178,7 +191,28 @@ pub struct Signer {
     rng: SystemRandom,
     /// `base64url(header) + "."`, computed once.
     header_prefix: String,
+    /// The share of a token's lifetime during which
+    /// [`Signer::mint_or_reuse`] hands it out again; 0 when reuse is off.
+    reuse_fraction: f64,
+    /// Tokens minted by [`Signer::mint_or_reuse`], by audience and lifetime.
+    /// They live and die with this signer, that is with its key.
+    minted: Option<ShardedCache<MintedToken>>,
 }
+
+/// A token kept for reuse by [`Signer::mint_or_reuse`].
+struct MintedToken {
+    audience: SpiffeId,
+    ttl_secs: u64,
+    token: Box<str>,
+    iat: i64,
+}
+
+/// Default share of a token's lifetime during which the facade reuses it
+/// ([`Signer::with_token_reuse`]): one half, so a reused token always has at
+/// least half of its lifetime left.
+pub const DEFAULT_TOKEN_REUSE_FRACTION: f64 = 0.5;
+/// How many (audience, lifetime) pairs the minted-token cache remembers.
+pub const MINTED_TOKEN_CACHE_CAPACITY: usize = 1024;
 
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -212,7 +246,50 @@ impl Signer {
             key,
             rng: SystemRandom::new(),
             header_prefix,
+            reuse_fraction: 0.0,
+            minted: None,
         }
+    }
+
+    /// Lets [`Signer::mint_or_reuse`] hand out a token it minted before, for
+    /// the same audience and lifetime, while at most `fraction` of the
+    /// token's lifetime has passed (so at least `1 - fraction` of it is
+    /// left). `fraction` is clamped to 1 (reuse until the token expires);
+    /// 0, a negative value or NaN turns reuse off, which is the default of
+    /// a new signer. [`DEFAULT_TOKEN_REUSE_FRACTION`] is one half.
+    ///
+    /// The kept tokens belong to this signer, that is to its key: a signer
+    /// built from a new key never hands out a token signed by the old one.
+    /// At most [`MINTED_TOKEN_CACHE_CAPACITY`] audience/lifetime pairs are
+    /// kept.
+    ///
+    /// ```
+    /// use spiffile_svid::{Signer, generate_pkcs8_pem};
+    /// use std::time::Duration;
+    ///
+    /// let signer = Signer::from_pkcs8_pem("spiffe://example.org/orders".parse()?, generate_pkcs8_pem()?.as_bytes())?
+    ///     .with_token_reuse(0.5);
+    /// let billing = "spiffe://example.org/billing".parse()?;
+    /// let first = signer.mint_or_reuse(&billing, Duration::from_secs(60))?;
+    /// let again = signer.mint_or_reuse(&billing, Duration::from_secs(60))?;
+    /// assert_eq!(first, again); // unless 30 s passed in between
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_token_reuse(mut self, fraction: f64) -> Self {
+        if fraction > 0.0 {
+            self.reuse_fraction = fraction.min(1.0);
+            self.minted = Some(ShardedCache::new(MINTED_TOKEN_CACHE_CAPACITY, 16));
+        } else {
+            self.reuse_fraction = 0.0;
+            self.minted = None;
+        }
+        self
+    }
+
+    /// The share of a token's lifetime during which it is reused (0 when
+    /// reuse is off).
+    pub fn token_reuse_fraction(&self) -> f64 {
+        self.reuse_fraction
     }
 
     /// The SPIFFE ID tokens are minted for (`sub`).
@@ -233,16 +310,60 @@ impl Signer {
     /// Mints a token for `audience`, valid for `ttl` (1 s to one day; a
     /// fraction of a second is rounded up) from now.
     pub fn mint(&self, audience: &SpiffeId, ttl: Duration) -> Result<String, Error> {
-        if ttl.is_zero() || ttl > MAX_TTL {
-            return Err(Error::InvalidTtl {
-                requested_ms: ttl.as_millis(),
-                max: MAX_TTL.as_secs(),
-            });
-        }
-        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let secs = checked_ttl_secs(ttl)?;
         let now = unix_now()?;
         // `secs` is at most MAX_TTL, so the cast cannot wrap.
         self.mint_at(audience, now, now.saturating_add(secs as i64))
+    }
+
+    /// Like [`Signer::mint`], but hands out the token minted before for the
+    /// same audience and lifetime while it is young enough (see
+    /// [`Signer::with_token_reuse`]). Without reuse, it is [`Signer::mint`].
+    pub fn mint_or_reuse(&self, audience: &SpiffeId, ttl: Duration) -> Result<String, Error> {
+        if self.minted.is_none() {
+            return self.mint(audience, ttl);
+        }
+        self.mint_or_reuse_at(audience, ttl, unix_now()?)
+    }
+
+    /// [`Signer::mint_or_reuse`] as if the time were `now` (seconds since
+    /// the epoch), for tests and tools.
+    pub fn mint_or_reuse_at(
+        &self,
+        audience: &SpiffeId,
+        ttl: Duration,
+        now: i64,
+    ) -> Result<String, Error> {
+        let secs = checked_ttl_secs(ttl)?;
+        // `secs` is at most MAX_TTL, so the cast cannot wrap.
+        let exp = now.saturating_add(secs as i64);
+        let Some(cache) = &self.minted else {
+            return self.mint_at(audience, now, exp);
+        };
+        let hash = cache.hash(&[audience.as_str().as_bytes(), &secs.to_le_bytes()]);
+        if let Some(token) = cache.get(hash, now, |m: &MintedToken| {
+            (m.ttl_secs == secs && m.audience == *audience && m.iat <= now)
+                .then(|| String::from(&*m.token))
+        }) {
+            return Ok(token);
+        }
+        let token = self.mint_at(audience, now, exp)?;
+        // Reused while at least `keep` seconds of the lifetime are left.
+        let keep = ((secs as f64) * (1.0 - self.reuse_fraction))
+            .ceil()
+            .max(1.0) as i64;
+        cache.insert(
+            hash,
+            MintedToken {
+                audience: audience.clone(),
+                ttl_secs: secs,
+                token: token.as_str().into(),
+                iat: now,
+            },
+            exp.saturating_sub(keep).saturating_add(1),
+            now,
+        );
+        Ok(token)
     }
 
     /// Mints a token with explicit `iat` and `exp` (seconds since the epoch),
@@ -351,28 +472,105 @@ struct BoundKey {
 pub struct Verifier {
     trust_domain: TrustDomain,
     keys: HashMap<SpiffeId, Box<[BoundKey]>>,
+    /// Tokens this verifier (this bundle) has accepted, by token and
+    /// audience. It lives and dies with the verifier, so a new bundle starts
+    /// with an empty cache.
+    cache: Option<ShardedCache<(Box<str>, Caller)>>,
 }
+
+/// Default capacity of the verified-token cache that
+/// [`Verifier::with_cache_capacity`] sizes (4096 tokens; an entry holds the
+/// token and its claims, about 1 KiB for a typical token).
+pub const DEFAULT_VERIFY_CACHE_CAPACITY: usize = 4096;
+/// The verified-token cache never splits into more shards than this.
+const VERIFY_CACHE_MAX_SHARDS: usize = 256;
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
             .field("trust_domain", &self.trust_domain)
             .field("identities", &self.keys.len())
+            .field(
+                "cache_capacity",
+                &self.cache.as_ref().map_or(0, ShardedCache::capacity),
+            )
             .finish()
     }
 }
 
-#[derive(Default)]
-struct RawHeader {
-    alg: Option<Value>,
-    kid: Option<Value>,
-    typ: Option<Value>,
+/// A JSON member value that is usually a string: borrowed from the decoded
+/// segment when it has no escapes, so the common case allocates nothing.
+/// Anything else is kept as a [`Value`] for the error message.
+enum MaybeStr<'de> {
+    Str(std::borrow::Cow<'de, str>),
+    Other(Value),
+}
+
+impl MaybeStr<'_> {
+    fn quoted(&self) -> String {
+        match self {
+            MaybeStr::Str(s) => short(s),
+            MaybeStr::Other(v) => quote(v),
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for MaybeStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MaybeStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Str(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Str(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Str(std::borrow::Cow::Owned(v)))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Other(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Other(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Other(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Other(Value::from(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeStr::Other(Value::Null))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                de::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(MaybeStr::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                de::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(MaybeStr::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Default)]
-struct RawClaims {
-    sub: Option<Value>,
-    aud: Option<Value>,
+struct RawHeader<'de> {
+    alg: Option<MaybeStr<'de>>,
+    kid: Option<MaybeStr<'de>>,
+    typ: Option<MaybeStr<'de>>,
+}
+
+#[derive(Default)]
+struct RawClaims<'de> {
+    sub: Option<MaybeStr<'de>>,
+    aud: Option<MaybeStr<'de>>,
     exp: Option<Value>,
     nbf: Option<Value>,
     iat: Option<Value>,
@@ -391,12 +589,12 @@ fn short(s: &str) -> String {
     quote(&Value::from(s))
 }
 
-impl<'de> Visitor<'de> for ObjectVisitor<'_, RawHeader> {
-    type Value = RawHeader;
+impl<'de> Visitor<'de> for ObjectVisitor<'_, RawHeader<'de>> {
+    type Value = RawHeader<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader<'de>, A::Error> {
         let mut h = RawHeader::default();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let slot = match &*key {
@@ -420,12 +618,12 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_, RawHeader> {
     }
 }
 
-impl<'de> Visitor<'de> for ObjectVisitor<'_, RawClaims> {
-    type Value = RawClaims;
+impl<'de> Visitor<'de> for ObjectVisitor<'_, RawClaims<'de>> {
+    type Value = RawClaims<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims<'de>, A::Error> {
         let mut c = RawClaims::default();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let dup = match &*key {
@@ -508,6 +706,62 @@ fn json_problem(e: &serde_json::Error, json: &[u8]) -> String {
     message
 }
 
+/// The `exp`, `nbf` and `iat` checks of verification, with `leeway`.
+fn check_times(
+    exp: i64,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    now: i64,
+    leeway: Duration,
+) -> Result<(), TokenError> {
+    let leeway_secs = leeway.as_secs();
+    let leeway = i64::try_from(leeway_secs).unwrap_or(i64::MAX);
+    if exp.saturating_add(leeway) <= now {
+        return Err(TokenError::Expired {
+            exp,
+            now,
+            leeway: leeway_secs,
+        });
+    }
+    if let Some(nbf) = nbf
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(TokenError::NotYetValid {
+            nbf,
+            now,
+            leeway: leeway_secs,
+        });
+    }
+    if let Some(iat) = iat
+        && iat > now.saturating_add(leeway)
+    {
+        return Err(TokenError::IssuedInFuture {
+            iat,
+            now,
+            leeway: leeway_secs,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes a segment into `buf`, or onto the heap when it does not fit.
+fn decode_segment_into<'b>(
+    segment: &str,
+    buf: &'b mut [u8],
+    what: &'static str,
+) -> Result<std::borrow::Cow<'b, [u8]>, TokenError> {
+    match URL_SAFE_NO_PAD.decode_slice(segment.as_bytes(), &mut *buf) {
+        Ok(n) => {
+            let buf: &'b [u8] = buf;
+            Ok(std::borrow::Cow::Borrowed(buf.get(..n).unwrap_or(&[])))
+        }
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            decode_segment(segment, what).map(std::borrow::Cow::Owned)
+        }
+        Err(base64::DecodeSliceError::DecodeError(_)) => Err(TokenError::Malformed(what)),
+    }
+}
+
 fn decode_segment(segment: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
     URL_SAFE_NO_PAD
         .decode(segment.as_bytes())
@@ -564,7 +818,54 @@ impl Verifier {
         Verifier {
             trust_domain: bundle.trust_domain().clone(),
             keys,
+            cache: None,
         }
+    }
+
+    /// Remembers up to about `capacity` accepted tokens (0: none, the
+    /// default of [`Verifier::new`]), so that a token seen again verifies
+    /// without a signature check.
+    ///
+    /// An entry is keyed by the whole token and the expected audience (a
+    /// keyed hash, then a full comparison), and is used only while the
+    /// token's `exp` plus the leeway of the call has not passed; `exp`,
+    /// `nbf` and `iat` are checked again on every hit with the same errors
+    /// as a first verification. Refused tokens are never remembered. The
+    /// cache belongs to this verifier, that is to one bundle: a verifier
+    /// built from a new bundle starts empty, so revoking an identity takes
+    /// effect as soon as the new verifier is in use.
+    ///
+    /// ```
+    /// # use spiffile_bundle::Bundle;
+    /// # use spiffile_svid::{Signer, Verifier, VerifyOptions, generate_pkcs8_pem};
+    /// # use std::time::Duration;
+    /// # let signer = Signer::from_pkcs8_pem("spiffe://example.org/orders".parse()?, generate_pkcs8_pem()?.as_bytes())?;
+    /// # let mut bundle = Bundle::new("example.org".parse()?);
+    /// # bundle.add_key(signer.id(), signer.public_key().clone())?;
+    /// let billing = "spiffe://example.org/billing".parse()?;
+    /// let verifier = Verifier::new(&bundle).with_cache_capacity(1024);
+    /// let token = signer.mint(&billing, Duration::from_secs(60))?;
+    /// let first = verifier.verify(&token, &billing, &VerifyOptions::default())?;
+    /// let again = verifier.verify(&token, &billing, &VerifyOptions::default())?; // from the cache
+    /// assert_eq!(first, again);
+    /// assert_eq!(verifier.cached_tokens(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0).then(|| ShardedCache::new(capacity, VERIFY_CACHE_MAX_SHARDS));
+        self
+    }
+
+    /// The most tokens the verified-token cache holds (0 when it is off);
+    /// at least the capacity asked for, rounded up to whole shards.
+    pub fn cache_capacity(&self) -> usize {
+        self.cache.as_ref().map_or(0, ShardedCache::capacity)
+    }
+
+    /// The number of tokens in the verified-token cache (expired ones
+    /// included until they are evicted).
+    pub fn cached_tokens(&self) -> usize {
+        self.cache.as_ref().map_or(0, ShardedCache::len)
     }
 
     /// The trust domain of the bundle.
@@ -606,7 +907,6 @@ impl Verifier {
         options: &VerifyOptions,
         now: i64,
     ) -> Result<Caller, Error> {
-        // 1. Framing, header and claims.
         if token.len() > options.max_token_bytes {
             return Err(TokenError::TooLarge {
                 len: token.len(),
@@ -614,6 +914,39 @@ impl Verifier {
             }
             .into());
         }
+        let Some(cache) = &self.cache else {
+            return self.verify_signed(token, audience, options, now);
+        };
+        let hash = cache.hash(&[token.as_bytes(), audience.as_str().as_bytes()]);
+        if let Some(caller) = cache.get(hash, now, |(cached, caller)| {
+            (**cached == *token && caller.claims.aud == *audience).then(|| caller.clone())
+        }) {
+            // Exactly the time checks (and errors) of a first verification.
+            let c = &caller.claims;
+            check_times(c.exp, c.nbf, c.iat, now, options.leeway)?;
+            return Ok(caller);
+        }
+        let caller = self.verify_signed(token, audience, options, now)?;
+        let leeway = i64::try_from(options.leeway.as_secs()).unwrap_or(i64::MAX);
+        cache.insert(
+            hash,
+            (token.into(), caller.clone()),
+            caller.claims.exp.saturating_add(leeway),
+            now,
+        );
+        Ok(caller)
+    }
+
+    /// Everything but the cache: decodes and checks the token, then its
+    /// signature.
+    fn verify_signed(
+        &self,
+        token: &str,
+        audience: &SpiffeId,
+        options: &VerifyOptions,
+        now: i64,
+    ) -> Result<Caller, Error> {
+        // 1. Framing, header and claims.
         let mut parts = token.splitn(4, '.');
         let (Some(h64), Some(c64), Some(s64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -625,29 +958,41 @@ impl Verifier {
         };
         let signing_input = &token[..h64.len() + 1 + c64.len()];
 
-        let header_json = decode_segment(h64, "the header segment is not unpadded base64url")?;
-        let header: RawHeader = parse_object("header", &header_json)?;
+        // Both segments are decoded into buffers on the stack when they fit
+        // (they always do for tokens of the spiffile implementations).
+        let mut header_buf = [0u8; 256];
+        let mut claims_buf = [0u8; 768];
+        let header_json = decode_segment_into(
+            h64,
+            &mut header_buf,
+            "the header segment is not unpadded base64url",
+        )?;
+        let header: RawHeader<'_> = parse_object("header", &header_json)?;
         match &header.alg {
-            Some(Value::String(a)) if a == "ES256" => {}
-            Some(other) => return Err(TokenError::Algorithm(quote(other)).into()),
+            Some(MaybeStr::Str(a)) if a == "ES256" => {}
+            Some(other) => return Err(TokenError::Algorithm(other.quoted()).into()),
             None => return Err(TokenError::Algorithm("missing".into()).into()),
         }
         let kid = match &header.kid {
-            Some(Value::String(k)) if !k.is_empty() => k.as_str(),
-            Some(Value::String(_)) => return Err(TokenError::KeyId("empty").into()),
+            Some(MaybeStr::Str(k)) if !k.is_empty() => &**k,
+            Some(MaybeStr::Str(_)) => return Err(TokenError::KeyId("empty").into()),
             Some(_) => return Err(TokenError::KeyId("not a string").into()),
             None => return Err(TokenError::KeyId("missing").into()),
         };
         match &header.typ {
             None => {}
-            Some(Value::String(t)) if t == "JWT" || t == "JOSE" => {}
-            Some(other) => return Err(TokenError::Type(quote(other)).into()),
+            Some(MaybeStr::Str(t)) if t == "JWT" || t == "JOSE" => {}
+            Some(other) => return Err(TokenError::Type(other.quoted()).into()),
         }
 
-        let claims_json = decode_segment(c64, "the claims segment is not unpadded base64url")?;
-        let raw: RawClaims = parse_object("claims", &claims_json)?;
+        let claims_json = decode_segment_into(
+            c64,
+            &mut claims_buf,
+            "the claims segment is not unpadded base64url",
+        )?;
+        let raw: RawClaims<'_> = parse_object("claims", &claims_json)?;
         let sub = match &raw.sub {
-            Some(Value::String(s)) => s.as_str(),
+            Some(MaybeStr::Str(s)) => &**s,
             Some(_) => {
                 return Err(TokenError::InvalidClaim {
                     claim: "sub",
@@ -658,8 +1003,10 @@ impl Verifier {
             None => return Err(TokenError::MissingClaim("sub").into()),
         };
         let aud = match &raw.aud {
-            Some(Value::String(a)) => a.as_str(),
-            Some(Value::Array(_)) => return Err(TokenError::AudienceArray.into()),
+            Some(MaybeStr::Str(a)) => &**a,
+            Some(MaybeStr::Other(Value::Array(_))) => {
+                return Err(TokenError::AudienceArray.into());
+            }
             Some(_) => {
                 return Err(TokenError::InvalidClaim {
                     claim: "aud",
@@ -700,36 +1047,7 @@ impl Verifier {
             }
             .into());
         }
-        let leeway_secs = options.leeway.as_secs();
-        let leeway = i64::try_from(leeway_secs).unwrap_or(i64::MAX);
-        if exp.saturating_add(leeway) <= now {
-            return Err(TokenError::Expired {
-                exp,
-                now,
-                leeway: leeway_secs,
-            }
-            .into());
-        }
-        if let Some(nbf) = nbf
-            && nbf > now.saturating_add(leeway)
-        {
-            return Err(TokenError::NotYetValid {
-                nbf,
-                now,
-                leeway: leeway_secs,
-            }
-            .into());
-        }
-        if let Some(iat) = iat
-            && iat > now.saturating_add(leeway)
-        {
-            return Err(TokenError::IssuedInFuture {
-                iat,
-                now,
-                leeway: leeway_secs,
-            }
-            .into());
-        }
+        check_times(exp, nbf, iat, now, options.leeway)?;
 
         // 4. The signature, with keys bound to `sub` only: the one whose kid
         //    matches first, then the others.

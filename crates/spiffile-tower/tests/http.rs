@@ -2,51 +2,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::routing::get as route_get;
-use common::{Root, get, id, plain_client, read, serve};
+use common::{Root, World, get, id, plain_client, read, serve, whoami, world};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use spiffile::Identity;
-use spiffile_tower::{AddTokenLayer, Allow, Audience, AuthenticateLayer, AuthorizeLayer, Caller};
+use spiffile_tower::{AddTokenLayer, Allow, Audience, AuthenticateLayer};
 use tower::{ServiceBuilder, ServiceExt};
-
-async fn whoami(caller: Caller) -> String {
-    caller.id().to_string()
-}
-
-/// billing: `/whoami` for any verified caller, `/charge` for orders only.
-fn billing_app(billing: &Identity) -> Router {
-    Router::new()
-        .route("/whoami", route_get(whoami))
-        .route(
-            "/charge",
-            route_get(whoami).route_layer(AuthorizeLayer::ids([id("spiffe://example.org/orders")])),
-        )
-        .layer(AuthenticateLayer::new(billing.clone()))
-}
-
-struct World {
-    root: Root,
-    orders: Identity,
-    billing: Identity,
-    mallory: Identity,
-    base: String,
-}
-
-async fn world() -> World {
-    let mut root = Root::new("example.org");
-    let [orders, billing, mallory] = root.add_all(["orders", "billing", "mallory"]);
-    let addr = serve(billing_app(&billing)).await;
-    World {
-        root,
-        orders,
-        billing,
-        mallory,
-        base: format!("http://{addr}"),
-    }
-}
 
 /// A hyper-util client that signs every request to billing as `identity`.
 fn signed_client(
@@ -344,66 +306,6 @@ async fn plain_hyper_service() {
     );
     let (status, _, _) = read(plain_client().oneshot(get(&url)).await.unwrap()).await;
     assert_eq!(status, 401);
-}
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Accepted and refused calls are logged with the caller and the reason
-/// code, never with the token. Single-threaded, so the server's events reach
-/// this thread's subscriber.
-#[tokio::test(flavor = "current_thread")]
-async fn events_name_caller_and_reason_never_the_token() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let w = world().await;
-    let mut tokens = Vec::new();
-    for (who, audience, path) in [
-        (&w.orders, w.billing.id(), "/whoami"),
-        (&w.orders, w.orders.id(), "/whoami"),
-        (&w.mallory, w.billing.id(), "/charge"),
-    ] {
-        let token = who.token(audience).unwrap();
-        let mut request = get(&format!("{}{path}", w.base));
-        request
-            .headers_mut()
-            .insert(AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-        read(plain_client().oneshot(request).await.unwrap()).await;
-        tokens.push(token);
-    }
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        log.contains("request accepted") && log.contains("caller=spiffe://example.org/orders"),
-        "{log}"
-    );
-    assert!(log.contains("reason=\"audience\""), "{log}");
-    assert!(
-        log.contains("caller=spiffe://example.org/mallory reason=\"forbidden\""),
-        "{log}"
-    );
-    for token in &tokens {
-        for part in token.split('.') {
-            assert!(!log.contains(part), "a token part is in the log:\n{log}");
-        }
-    }
 }
 
 #[tokio::test]

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use spiffile_bundle::{Bundle, MAX_BUNDLE_BYTES};
 use spiffile_id::SpiffeId;
-use spiffile_svid::{Caller, DEFAULT_TTL, Signer, Verifier, VerifyOptions};
+use spiffile_svid::{
+    Caller, DEFAULT_TOKEN_REUSE_FRACTION, DEFAULT_TTL, DEFAULT_VERIFY_CACHE_CAPACITY, Signer,
+    Verifier, VerifyOptions,
+};
 use spiffile_watch::{WatchOptions, Watched};
 
 use crate::Error;
@@ -24,6 +27,8 @@ use crate::snapshot::{Snapshot, Status};
 ///     .token_ttl(Duration::from_secs(30))
 ///     .leeway(Duration::from_secs(10))
 ///     .max_token_bytes(4096)
+///     .verify_cache_capacity(10_000)
+///     .token_reuse_fraction(0.25)
 ///     .from_env()?;
 /// # Ok::<(), spiffile::Error>(())
 /// ```
@@ -31,8 +36,27 @@ use crate::snapshot::{Snapshot, Status};
 pub struct IdentityBuilder {
     ttl: Duration,
     verify: VerifyOptions,
+    caches: Caches,
     hot_reload: bool,
     watch: WatchOptions,
+}
+
+/// The cache settings, applied to every key and bundle snapshot: each
+/// snapshot carries caches of its own, so nothing verified against an old
+/// bundle, and no token minted with an old key, outlives its snapshot.
+#[derive(Debug, Clone, Copy)]
+struct Caches {
+    verify_capacity: usize,
+    token_reuse_fraction: f64,
+}
+
+impl Caches {
+    fn verifier(&self, verifier: Verifier) -> Verifier {
+        verifier.with_cache_capacity(self.verify_capacity)
+    }
+    fn signer(&self, signer: Signer) -> Signer {
+        signer.with_token_reuse(self.token_reuse_fraction)
+    }
 }
 
 impl Default for IdentityBuilder {
@@ -40,6 +64,10 @@ impl Default for IdentityBuilder {
         IdentityBuilder {
             ttl: DEFAULT_TTL,
             verify: VerifyOptions::default(),
+            caches: Caches {
+                verify_capacity: DEFAULT_VERIFY_CACHE_CAPACITY,
+                token_reuse_fraction: DEFAULT_TOKEN_REUSE_FRACTION,
+            },
             hot_reload: true,
             watch: WatchOptions::default(),
         }
@@ -64,6 +92,40 @@ impl IdentityBuilder {
     /// refused before any decoding.
     pub fn max_token_bytes(mut self, max: usize) -> Self {
         self.verify = self.verify.max_token_bytes(max);
+        self
+    }
+
+    /// Size of the verified-token cache: how many accepted tokens
+    /// [`Identity::verify`] remembers so that a token seen again is accepted
+    /// without a signature check (default
+    /// [`DEFAULT_VERIFY_CACHE_CAPACITY`](spiffile_svid::DEFAULT_VERIFY_CACHE_CAPACITY),
+    /// 4096; 0 turns the cache off).
+    ///
+    /// Entries are keyed by the whole token and the audience, live only
+    /// until the token's `exp` plus the leeway (times are checked again on
+    /// every hit), and are dropped with the bundle they were verified
+    /// against: the moment a changed bundle is loaded, a revoked identity is
+    /// refused even for tokens accepted a moment before. Refused tokens are
+    /// never remembered. The cost is memory (about 1 KiB per token held) and
+    /// one keyed hash of the token on every call.
+    pub fn verify_cache_capacity(mut self, capacity: usize) -> Self {
+        self.caches.verify_capacity = capacity;
+        self
+    }
+
+    /// Reuse of minted tokens by [`Identity::token`] and
+    /// [`Identity::token_with_ttl`]: a token for the same audience and
+    /// lifetime is handed out again while at most `fraction` of its lifetime
+    /// has passed (default one half, so a reused token has at least half of
+    /// its lifetime left; at most 1; 0 turns reuse off and mints on every
+    /// call).
+    ///
+    /// A token is never reused after the key changes. Reuse means a receiver
+    /// sees the same token several times, which is what makes its
+    /// verified-token cache work; if something downstream treats tokens as
+    /// single-use, turn reuse off.
+    pub fn token_reuse_fraction(mut self, fraction: f64) -> Self {
+        self.caches.token_reuse_fraction = fraction;
         self
     }
 
@@ -119,8 +181,10 @@ impl IdentityBuilder {
         let (verifier, signer, id_watch) = if self.hot_reload {
             self.watch_files(&files, &id)?
         } else {
-            let verifier = read_bundle(&files.bundle, &id, &files.id)?;
-            let signer = read_key(&files.key, &id)?;
+            let verifier = self
+                .caches
+                .verifier(read_bundle(&files.bundle, &id, &files.id)?);
+            let signer = self.caches.signer(read_key(&files.key, &id)?);
             (
                 Snapshot::fixed(&files.bundle, verifier),
                 Snapshot::fixed(&files.key, signer),
@@ -140,6 +204,7 @@ impl IdentityBuilder {
                 files,
                 ttl: self.ttl,
                 verify: self.verify,
+                caches: self.caches,
                 verifier,
                 signer,
                 _id_watch: id_watch,
@@ -154,11 +219,14 @@ impl IdentityBuilder {
         files: &IdentityFiles,
         id: &SpiffeId,
     ) -> Result<(Snapshot<Verifier>, Snapshot<Signer>, Option<Watched<()>>), Error> {
+        let caches = self.caches;
         let (bundle_path, id_path, bundle_id) =
             (files.bundle.clone(), files.id.clone(), id.clone());
         let verifier = Watched::new(
             &files.bundle,
-            move |bytes: &[u8]| parse_bundle(bytes, &bundle_path, &bundle_id, &id_path),
+            move |bytes: &[u8]| {
+                parse_bundle(bytes, &bundle_path, &bundle_id, &id_path).map(|v| caches.verifier(v))
+            },
             self.watch.clone().max_size(MAX_BUNDLE_BYTES as u64),
         )
         .map_err(Error::from_watch)?;
@@ -168,7 +236,7 @@ impl IdentityBuilder {
             &files.key,
             move |bytes: &[u8]| {
                 warn_if_exposed(&key_path);
-                parse_key(bytes, &key_path, &key_id)
+                parse_key(bytes, &key_path, &key_id).map(|k| caches.signer(k))
             },
             self.watch.clone().max_size(MAX_KEY_FILE_BYTES),
         )
@@ -259,6 +327,7 @@ struct Inner {
     files: IdentityFiles,
     ttl: Duration,
     verify: VerifyOptions,
+    caches: Caches,
     verifier: Snapshot<Verifier>,
     signer: Snapshot<Signer>,
     /// Kept alive only to warn when the identity file changes.
@@ -331,15 +400,18 @@ impl Identity {
         self.inner.signer.load().kid().to_owned()
     }
 
-    /// Mints a token for calling `audience`, with the configured lifetime
-    /// (60 s by default).
+    /// A token for calling `audience`, with the configured lifetime (60 s
+    /// by default). A token minted for the same audience is reused while it
+    /// has more than half its lifetime left (see
+    /// [`IdentityBuilder::token_reuse_fraction`]).
     pub fn token(&self, audience: &SpiffeId) -> Result<String, Error> {
         self.token_with_ttl(audience, self.inner.ttl)
     }
 
-    /// Mints a token for calling `audience`, valid for `ttl`.
+    /// A token for calling `audience`, valid for `ttl` (reused like
+    /// [`Identity::token`]).
     pub fn token_with_ttl(&self, audience: &SpiffeId, ttl: Duration) -> Result<String, Error> {
-        Ok(self.inner.signer.load().mint(audience, ttl)?)
+        Ok(self.inner.signer.load().mint_or_reuse(audience, ttl)?)
     }
 
     /// Verifies an inbound token addressed to this workload and returns the
@@ -368,10 +440,12 @@ impl Identity {
     /// change visible synchronously, e.g. in tests.
     pub fn reload(&self) -> Result<(), Error> {
         let (inner, files) = (&self.inner, &self.inner.files);
-        let bundle = inner
-            .verifier
-            .reload(|| read_bundle(&files.bundle, &inner.id, &files.id));
-        let key = inner.signer.reload(|| read_key(&files.key, &inner.id));
+        let bundle = inner.verifier.reload(|| {
+            read_bundle(&files.bundle, &inner.id, &files.id).map(|v| inner.caches.verifier(v))
+        });
+        let key = inner
+            .signer
+            .reload(|| read_key(&files.key, &inner.id).map(|k| inner.caches.signer(k)));
         bundle.and(key)
     }
 

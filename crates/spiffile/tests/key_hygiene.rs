@@ -34,14 +34,23 @@ impl Capture {
 }
 
 /// Runs `f` with every `tracing` event of this thread captured.
+///
+/// Captures are serialized, and call-site interest is rebuilt once the
+/// subscriber is in place: a thread-local subscriber can otherwise miss an
+/// event whose call site another test thread registered at the same moment.
 fn captured<T>(f: impl FnOnce() -> T) -> (T, String) {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let capture = Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
         .finish();
-    let out = tracing::subscriber::with_default(subscriber, f);
+    let out = tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    });
     (out, capture.text())
 }
 

@@ -128,3 +128,43 @@ where
         String::from_utf8(bytes.to_vec()).unwrap(),
     )
 }
+
+/// The world of the HTTP tests: orders, billing and mallory, and billing
+/// served on loopback.
+pub async fn whoami(caller: spiffile_tower::Caller) -> String {
+    caller.id().to_string()
+}
+
+/// billing: `/whoami` for any verified caller, `/charge` for orders only.
+pub fn billing_app(billing: &Identity) -> axum::Router {
+    axum::Router::new()
+        .route("/whoami", axum::routing::get(whoami))
+        .route(
+            "/charge",
+            axum::routing::get(whoami).route_layer(spiffile_tower::AuthorizeLayer::ids([id(
+                "spiffe://example.org/orders",
+            )])),
+        )
+        .layer(spiffile_tower::AuthenticateLayer::new(billing.clone()))
+}
+
+pub struct World {
+    pub root: Root,
+    pub orders: Identity,
+    pub billing: Identity,
+    pub mallory: Identity,
+    pub base: String,
+}
+
+pub async fn world() -> World {
+    let mut root = Root::new("example.org");
+    let [orders, billing, mallory] = root.add_all(["orders", "billing", "mallory"]);
+    let addr = serve(billing_app(&billing)).await;
+    World {
+        root,
+        orders,
+        billing,
+        mallory,
+        base: format!("http://{addr}"),
+    }
+}

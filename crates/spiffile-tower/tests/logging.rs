@@ -1,0 +1,72 @@
+//! The layers' `tracing` events. In a test binary of its own: a
+//! thread-local subscriber sees events reliably only when no other test of
+//! the process runs (and registers the same call sites) at the same time.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{get, plain_client, read, world};
+use http::header::AUTHORIZATION;
+use tower::ServiceExt;
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Accepted and refused calls are logged with the caller and the reason
+/// code, never with the token. Single-threaded, so the server's events reach
+/// this thread's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn events_name_caller_and_reason_never_the_token() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+
+    let w = world().await;
+    let mut tokens = Vec::new();
+    for (who, audience, path) in [
+        (&w.orders, w.billing.id(), "/whoami"),
+        (&w.orders, w.orders.id(), "/whoami"),
+        (&w.mallory, w.billing.id(), "/charge"),
+    ] {
+        let token = who.token(audience).unwrap();
+        let mut request = get(&format!("{}{path}", w.base));
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        read(plain_client().oneshot(request).await.unwrap()).await;
+        tokens.push(token);
+    }
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("request accepted") && log.contains("caller=spiffe://example.org/orders"),
+        "{log}"
+    );
+    assert!(log.contains("reason=\"audience\""), "{log}");
+    assert!(
+        log.contains("caller=spiffe://example.org/mallory reason=\"forbidden\""),
+        "{log}"
+    );
+    for token in &tokens {
+        for part in token.split('.') {
+            assert!(!log.contains(part), "a token part is in the log:\n{log}");
+        }
+    }
+}
