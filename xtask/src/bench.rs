@@ -485,6 +485,18 @@ fn render(
     );
     block(
         w,
+        "read path: `verify` of a repeated token",
+        ("read_path/verify_static", "static snapshot"),
+        &[("hot-reload watcher running", t("read_path/verify_watched"))],
+    );
+    block(
+        w,
+        "read path: `token` (reused)",
+        ("read_path/token_static", "static snapshot"),
+        &[("hot-reload watcher running", t("read_path/token_watched"))],
+    );
+    block(
+        w,
         "verify, bundle size",
         ("verify_bundle_size/10", "10 identities"),
         &[
