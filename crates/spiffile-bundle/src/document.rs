@@ -1,13 +1,14 @@
 //! The bundle document: parse, validate, edit, write.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use spiffile_id::{IdError, SpiffeId, TrustDomain};
 
-use crate::key::PublicKey;
+use crate::key::{PublicKey, RawJwk};
 
 /// The only `spiffile_version` this crate reads and writes.
 pub const SPIFFILE_VERSION: u64 = 1;
@@ -90,9 +91,9 @@ pub enum WarningKind {
     SkippedIdentity,
     /// One key of an identity was skipped; the others are in use.
     SkippedKey,
-    /// Nothing was skipped, but something deserves attention (a `kid` that is
-    /// not the thumbprint, a key without `use`, one key bound to two
-    /// identities).
+    /// Nothing was skipped, but something deserves attention (a key without
+    /// `use`, one key bound to two identities; [`Bundle::lint`] adds a `kid`
+    /// that is not the thumbprint).
     Advice,
 }
 
@@ -139,21 +140,140 @@ pub struct Bundle {
 /// The top level as read, before validation. Identities are kept as a list
 /// so that a repeated identity is seen rather than silently overwritten.
 #[derive(Default)]
-struct RawDocument {
+struct RawDocument<'a> {
     trust_domain: Option<Value>,
     version: Option<Value>,
-    identities: Option<Vec<(String, Value)>>,
+    identities: Option<Vec<(Cow<'a, str>, RawEntry<'a>)>>,
     extra: Map<String, Value>,
+}
+
+/// One identity entry as read: its keys, or what is wrong with its shape
+/// (reported as a warning; the document itself is fine).
+enum RawEntry<'a> {
+    Keys(Vec<RawJwk<'a>>),
+    Problem(&'static str),
+}
+
+impl<'de> Deserialize<'de> for RawEntry<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(EntryVisitor)
+    }
+}
+
+struct EntryVisitor;
+
+impl EntryVisitor {
+    const NOT_OBJECT: RawEntry<'static> = RawEntry::Problem("is not a JSON object");
+}
+
+impl<'de> Visitor<'de> for EntryVisitor {
+    type Value = RawEntry<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an identity entry")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEntry<'de>, A::Error> {
+        let mut keys: Option<KeysMember<'de>> = None;
+        let mut repeated = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "keys" {
+                repeated |= keys.replace(map.next_value()?).is_some();
+            } else {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        Ok(match (keys, repeated) {
+            (_, true) => RawEntry::Problem("has the member `keys` twice"),
+            (None, _) => RawEntry::Problem("has no `keys` member"),
+            (Some(KeysMember::NotArray), _) => RawEntry::Problem("`keys` is not an array"),
+            (Some(KeysMember::Array(keys)), _) => RawEntry::Keys(keys),
+        })
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawEntry<'de>, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Self::NOT_OBJECT)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<RawEntry<'de>, E> {
+        Ok(Self::NOT_OBJECT)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawEntry<'de>, E> {
+        Ok(Self::NOT_OBJECT)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawEntry<'de>, E> {
+        Ok(Self::NOT_OBJECT)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawEntry<'de>, E> {
+        Ok(Self::NOT_OBJECT)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawEntry<'de>, E> {
+        Ok(Self::NOT_OBJECT)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<RawEntry<'de>, E> {
+        Ok(Self::NOT_OBJECT)
+    }
+}
+
+/// The `keys` member of an entry: a list of JWKs, or something else.
+enum KeysMember<'a> {
+    Array(Vec<RawJwk<'a>>),
+    NotArray,
+}
+
+impl<'de> Deserialize<'de> for KeysMember<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeysMember<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JWK list")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<KeysMember<'de>, A::Error> {
+                let mut keys = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
+                while let Some(k) = seq.next_element()? {
+                    keys.push(k);
+                }
+                Ok(KeysMember::Array(keys))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeysMember<'de>, A::Error> {
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(KeysMember::NotArray)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<KeysMember<'de>, E> {
+                Ok(KeysMember::NotArray)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<KeysMember<'de>, E> {
+                Ok(KeysMember::NotArray)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<KeysMember<'de>, E> {
+                Ok(KeysMember::NotArray)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<KeysMember<'de>, E> {
+                Ok(KeysMember::NotArray)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<KeysMember<'de>, E> {
+                Ok(KeysMember::NotArray)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<KeysMember<'de>, E> {
+                Ok(KeysMember::NotArray)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 struct DocumentVisitor;
 
 impl<'de> Visitor<'de> for DocumentVisitor {
-    type Value = RawDocument;
+    type Value = RawDocument<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a bundle object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawDocument, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawDocument<'de>, A::Error> {
         let mut doc = RawDocument::default();
         while let Some(key) = map.next_key::<String>()? {
             let dup = match key.as_str() {
@@ -179,20 +299,20 @@ impl<'de> Visitor<'de> for DocumentVisitor {
 struct IdentitiesSeed;
 
 impl<'de> DeserializeSeed<'de> for IdentitiesSeed {
-    type Value = Vec<(String, Value)>;
+    type Value = Vec<(Cow<'de, str>, RawEntry<'de>)>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for IdentitiesSeed {
-    type Value = Vec<(String, Value)>;
+    type Value = Vec<(Cow<'de, str>, RawEntry<'de>)>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("`identities` to be an object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             out.push((key, map.next_value()?));
         }
         Ok(out)
@@ -277,7 +397,7 @@ impl Bundle {
         Self::from_raw(raw)
     }
 
-    fn from_raw(raw: RawDocument) -> Result<Self, BundleError> {
+    fn from_raw(raw: RawDocument<'_>) -> Result<Self, BundleError> {
         let version = raw
             .version
             .ok_or(BundleError::MissingMember("spiffile_version"))?;
@@ -302,7 +422,7 @@ impl Bundle {
         let mut bundle = Bundle::new(td);
         bundle.extra = raw.extra;
         for (name, entry) in entries {
-            bundle.load_entry(name, entry);
+            bundle.load_entry(&name, entry);
         }
         bundle.advise_shared_keys();
         Ok(bundle)
@@ -323,60 +443,49 @@ impl Bundle {
         });
     }
 
-    fn load_entry(&mut self, name: String, entry: Value) {
+    fn load_entry(&mut self, name: &str, entry: RawEntry<'_>) {
         let skip = WarningKind::SkippedIdentity;
-        let id = match SpiffeId::new(&name) {
+        let id = match SpiffeId::new(name) {
             Ok(id) => id,
-            Err(e) => return self.warn(skip, &name, None, format!("not a SPIFFE ID: it {e}")),
+            Err(e) => return self.warn(skip, name, None, format!("not a SPIFFE ID: it {e}")),
         };
         if !id.is_member_of(&self.trust_domain) {
             let msg = format!("not in the trust domain `{}`", self.trust_domain);
-            return self.warn(skip, &name, None, msg);
+            return self.warn(skip, name, None, msg);
         }
         if self.identities.contains_key(&id) {
             let msg = "appears twice; only the first entry is used".to_owned();
-            return self.warn(skip, &name, None, msg);
+            return self.warn(skip, name, None, msg);
         }
         let keys = match entry {
-            Value::Object(mut obj) => match obj.remove("keys") {
-                Some(Value::Array(keys)) => keys,
-                Some(_) => return self.warn(skip, &name, None, "`keys` is not an array".into()),
-                None => return self.warn(skip, &name, None, "has no `keys` member".into()),
-            },
-            _ => return self.warn(skip, &name, None, "is not a JSON object".into()),
+            RawEntry::Keys(keys) => keys,
+            RawEntry::Problem(problem) => return self.warn(skip, name, None, problem.into()),
         };
-        let mut good: Vec<PublicKey> = Vec::with_capacity(keys.len());
-        for (i, jwk) in keys.iter().enumerate() {
-            match PublicKey::from_jwk(jwk) {
+        let count = keys.len();
+        let mut good: Vec<PublicKey> = Vec::with_capacity(count);
+        for (i, jwk) in keys.into_iter().enumerate() {
+            match PublicKey::from_raw(jwk) {
                 Ok(k) if good.iter().any(|g| g.kid() == k.kid()) => {
                     let msg = format!("repeats the kid `{}` of an earlier key", k.kid());
-                    self.warn(WarningKind::SkippedKey, &name, Some(i), msg);
+                    self.warn(WarningKind::SkippedKey, name, Some(i), msg);
                 }
                 Ok(k) => {
                     if k.key_use().is_none() {
                         let msg = "has no `use` member; \"jwt-svid\" is recommended".to_owned();
-                        self.warn(WarningKind::Advice, &name, Some(i), msg);
-                    }
-                    if k.kid() != k.thumbprint() {
-                        let msg = format!(
-                            "kid `{}` is not the RFC 7638 thumbprint `{}` (allowed, not recommended)",
-                            k.kid(),
-                            k.thumbprint()
-                        );
-                        self.warn(WarningKind::Advice, &name, Some(i), msg);
+                        self.warn(WarningKind::Advice, name, Some(i), msg);
                     }
                     good.push(k);
                 }
-                Err(e) => self.warn(WarningKind::SkippedKey, &name, Some(i), format!("key {e}")),
+                Err(e) => self.warn(WarningKind::SkippedKey, name, Some(i), format!("key {e}")),
             }
         }
         if good.is_empty() {
-            let msg = if keys.is_empty() {
+            let msg = if count == 0 {
                 "has no keys"
             } else {
                 "has no usable key"
             };
-            return self.warn(skip, &name, None, msg.into());
+            return self.warn(skip, name, None, msg.into());
         }
         self.identities.insert(id, good);
     }
@@ -405,6 +514,31 @@ impl Bundle {
         for (id, i, msg) in advice {
             self.warn(WarningKind::Advice, &id, Some(i), msg);
         }
+    }
+
+    /// Advice beyond [`Bundle::warnings`], for bundle tooling: checks too
+    /// costly to run on every load (today: a `kid` that is not the key's
+    /// RFC 7638 thumbprint, which is allowed but not recommended; computing
+    /// a thumbprint takes a SHA-256 per key).
+    pub fn lint(&self) -> Vec<Warning> {
+        let mut out = Vec::new();
+        for (id, keys) in &self.identities {
+            for (i, k) in keys.iter().enumerate() {
+                let thumbprint = k.thumbprint();
+                if k.kid() != thumbprint {
+                    out.push(Warning {
+                        kind: WarningKind::Advice,
+                        identity: id.to_string(),
+                        key_index: Some(i),
+                        message: format!(
+                            "kid `{}` is not the RFC 7638 thumbprint `{thumbprint}` (allowed, not recommended)",
+                            k.kid()
+                        ),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// The trust domain every identity belongs to.
@@ -741,6 +875,28 @@ mod tests {
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].kid(), "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q");
         assert_eq!(b.warnings().len(), 2);
+    }
+
+    #[test]
+    fn lint_points_out_a_kid_that_is_not_the_thumbprint() {
+        let mut odd = orders_jwk();
+        odd["kid"] = json!("orders-2026");
+        let b = parse(
+            json!({ ORDERS: {"keys": [odd]}, "spiffe://example.org/billing": {"keys": [billing_jwk()]} }),
+        );
+        assert!(
+            b.warnings().is_empty(),
+            "not checked on load: {:?}",
+            b.warnings()
+        );
+        let lint = b.lint();
+        assert_eq!(lint.len(), 1, "{lint:?}");
+        assert_eq!(lint[0].kind, WarningKind::Advice);
+        assert!(
+            lint[0]
+                .message
+                .contains("kid `orders-2026` is not the RFC 7638 thumbprint")
+        );
     }
 
     #[test]

@@ -4,6 +4,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::FieldElement;
 use p256::elliptic_curve::subtle::ConstantTimeEq;
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -59,6 +63,9 @@ pub enum KeyError {
     /// `use` is present but not `jwt-svid`.
     #[error("member `use` is {0:?}; a key for JWT-SVIDs has \"jwt-svid\"")]
     Use(String),
+    /// A member appears twice in the JWK.
+    #[error("has the member `{0}` twice")]
+    Duplicate(String),
     /// `alg` is present but not `ES256`.
     #[error("member `alg` is {0:?}; only \"ES256\" is supported")]
     Algorithm(String),
@@ -88,8 +95,10 @@ pub struct PublicKey {
     kid: String,
     x: [u8; 32],
     y: [u8; 32],
-    use_: Option<String>,
-    alg: Option<String>,
+    /// Whether the JWK carried `use` (which can only be `jwt-svid`).
+    has_use: bool,
+    /// Whether the JWK carried `alg` (which can only be `ES256`).
+    has_alg: bool,
     extra: Map<String, Value>,
 }
 
@@ -132,37 +141,191 @@ fn on_curve(x: &[u8; 32], y: &[u8; 32]) -> bool {
     bool::from(y.square().ct_eq(&rhs))
 }
 
-fn coordinate(obj: &Map<String, Value>, member: &'static str) -> Result<[u8; 32], KeyError> {
-    let s = match obj.get(member) {
-        None => return Err(KeyError::Missing(member)),
-        Some(Value::String(s)) => s,
-        Some(_) => {
-            return Err(KeyError::WrongType {
-                member,
-                expected: "string",
-            });
-        }
-    };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(s.as_bytes())
-        .map_err(|_| KeyError::Base64(member))?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::CoordinateLength {
-        member,
-        len: bytes.len(),
-    })
+/// One member of a JWK as read: absent, a string, or something else.
+#[derive(Default)]
+enum Member<'a> {
+    #[default]
+    Absent,
+    Str(Cow<'a, str>),
+    NotStr,
 }
 
-fn string_member<'a>(
-    obj: &'a Map<String, Value>,
-    member: &'static str,
-) -> Result<Option<&'a str>, KeyError> {
-    match obj.get(member) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(KeyError::WrongType {
-            member,
-            expected: "string",
-        }),
+impl<'a> Member<'a> {
+    fn string(&self, member: &'static str) -> Result<Option<&str>, KeyError> {
+        match self {
+            Member::Absent => Ok(None),
+            Member::Str(s) => Ok(Some(s)),
+            Member::NotStr => Err(KeyError::WrongType {
+                member,
+                expected: "string",
+            }),
+        }
+    }
+
+    fn coordinate(&self, member: &'static str) -> Result<[u8; 32], KeyError> {
+        let s = self.string(member)?.ok_or(KeyError::Missing(member))?;
+        let mut out = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(s.as_bytes(), &mut out) {
+            Ok(32) => Ok(out),
+            Ok(len) => Err(KeyError::CoordinateLength { member, len }),
+            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                let len = URL_SAFE_NO_PAD
+                    .decode(s.as_bytes())
+                    .map_err(|_| KeyError::Base64(member))?
+                    .len();
+                Err(KeyError::CoordinateLength { member, len })
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => Err(KeyError::Base64(member)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Member<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Member<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Member<'de>, E> {
+                Ok(Member::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Member<'de>, E> {
+                Ok(Member::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Member<'de>, E> {
+                Ok(Member::Str(Cow::Owned(v)))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Member<'de>, E> {
+                Ok(Member::NotStr)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Member<'de>, E> {
+                Ok(Member::NotStr)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Member<'de>, E> {
+                Ok(Member::NotStr)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Member<'de>, E> {
+                Ok(Member::NotStr)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Member<'de>, E> {
+                Ok(Member::NotStr)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Member<'de>, E> {
+                Ok(Member::NotStr)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Member<'de>, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Member<'de>, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Member::NotStr)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Member<'de>, A::Error> {
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Member::NotStr)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A JWK as read, before validation: the members the profile uses, borrowed
+/// from the document where possible (loading a large bundle must not build a
+/// JSON tree per key), and any other members as JSON.
+#[derive(Default)]
+pub(crate) struct RawJwk<'a> {
+    not_an_object: bool,
+    private: bool,
+    duplicate: Option<String>,
+    kty: Member<'a>,
+    crv: Member<'a>,
+    x: Member<'a>,
+    y: Member<'a>,
+    kid: Member<'a>,
+    use_: Member<'a>,
+    alg: Member<'a>,
+    extra: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for RawJwk<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawJwk<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JWK")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawJwk<'de>, A::Error> {
+                let mut raw = RawJwk::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot = match &*key {
+                        "kty" => &mut raw.kty,
+                        "crv" => &mut raw.crv,
+                        "x" => &mut raw.x,
+                        "y" => &mut raw.y,
+                        "kid" => &mut raw.kid,
+                        "use" => &mut raw.use_,
+                        "alg" => &mut raw.alg,
+                        _ => {
+                            if &*key == "d" {
+                                raw.private = true;
+                                map.next_value::<de::IgnoredAny>()?;
+                                continue;
+                            }
+                            let v: Value = map.next_value()?;
+                            if raw.extra.insert(key.clone().into_owned(), v).is_some() {
+                                raw.duplicate.get_or_insert_with(|| key.into_owned());
+                            }
+                            continue;
+                        }
+                    };
+                    let member: Member<'de> = map.next_value()?;
+                    if !matches!(slot, Member::Absent) {
+                        raw.duplicate
+                            .get_or_insert_with(|| key.clone().into_owned());
+                    }
+                    *slot = member;
+                }
+                Ok(raw)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawJwk<'de>, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(RawJwk::not_an_object())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<RawJwk<'de>, E> {
+                Ok(RawJwk::not_an_object())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawJwk<'de>, E> {
+                Ok(RawJwk::not_an_object())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawJwk<'de>, E> {
+                Ok(RawJwk::not_an_object())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawJwk<'de>, E> {
+                Ok(RawJwk::not_an_object())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawJwk<'de>, E> {
+                Ok(RawJwk::not_an_object())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawJwk<'de>, E> {
+                Ok(RawJwk::not_an_object())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl RawJwk<'_> {
+    fn not_an_object() -> Self {
+        RawJwk {
+            not_an_object: true,
+            ..RawJwk::default()
+        }
     }
 }
 
@@ -191,8 +354,8 @@ impl PublicKey {
             kid: thumbprint_of(&x, &y),
             x,
             y,
-            use_: Some(JWT_SVID_USE.to_owned()),
-            alg: Some(ES256.to_owned()),
+            has_use: true,
+            has_alg: true,
             extra: Map::new(),
         })
     }
@@ -212,33 +375,45 @@ impl PublicKey {
 
     /// Parses and validates a JWK (a JSON object).
     pub fn from_jwk(jwk: &Value) -> Result<Self, KeyError> {
-        let obj = jwk.as_object().ok_or(KeyError::NotAnObject)?;
-        if obj.contains_key("d") {
+        // A `Value` always deserializes (every shape maps to a RawJwk).
+        let raw = RawJwk::deserialize(jwk).unwrap_or_else(|_| RawJwk::not_an_object());
+        Self::from_raw(raw)
+    }
+
+    /// Validates a JWK as read from a document.
+    pub(crate) fn from_raw(raw: RawJwk<'_>) -> Result<Self, KeyError> {
+        if raw.not_an_object {
+            return Err(KeyError::NotAnObject);
+        }
+        if raw.private {
             return Err(KeyError::PrivateMember);
         }
-        match string_member(obj, "kty")? {
+        if let Some(member) = raw.duplicate {
+            return Err(KeyError::Duplicate(member));
+        }
+        match raw.kty.string("kty")? {
             None => return Err(KeyError::Missing("kty")),
             Some("EC") => {}
             Some(other) => return Err(KeyError::KeyType(other.to_owned())),
         }
-        match string_member(obj, "crv")? {
+        match raw.crv.string("crv")? {
             None => return Err(KeyError::Missing("crv")),
             Some("P-256") => {}
             Some(other) => return Err(KeyError::Curve(other.to_owned())),
         }
-        let x = coordinate(obj, "x")?;
-        let y = coordinate(obj, "y")?;
-        let kid = string_member(obj, "kid")?.ok_or(KeyError::Missing("kid"))?;
+        let x = raw.x.coordinate("x")?;
+        let y = raw.y.coordinate("y")?;
+        let kid = raw.kid.string("kid")?.ok_or(KeyError::Missing("kid"))?;
         if kid.is_empty() {
             return Err(KeyError::EmptyKid);
         }
-        let use_ = string_member(obj, "use")?;
+        let use_ = raw.use_.string("use")?;
         if let Some(u) = use_
             && u != JWT_SVID_USE
         {
             return Err(KeyError::Use(u.to_owned()));
         }
-        let alg = string_member(obj, "alg")?;
+        let alg = raw.alg.string("alg")?;
         if let Some(a) = alg
             && a != ES256
         {
@@ -247,23 +422,13 @@ impl PublicKey {
         if !on_curve(&x, &y) {
             return Err(KeyError::NotOnCurve);
         }
-        let extra = obj
-            .iter()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.as_str(),
-                    "kty" | "crv" | "x" | "y" | "kid" | "use" | "alg"
-                )
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         Ok(PublicKey {
             kid: kid.to_owned(),
             x,
             y,
-            use_: use_.map(str::to_owned),
-            alg: alg.map(str::to_owned),
-            extra,
+            has_use: use_.is_some(),
+            has_alg: alg.is_some(),
+            extra: raw.extra,
         })
     }
 
@@ -272,9 +437,9 @@ impl PublicKey {
         &self.kid
     }
 
-    /// The `use` member, if the JWK had one.
+    /// The `use` member, if the JWK had one (it can only be `jwt-svid`).
     pub fn key_use(&self) -> Option<&str> {
-        self.use_.as_deref()
+        self.has_use.then_some(JWT_SVID_USE)
     }
 
     /// The x coordinate (big-endian).
@@ -334,11 +499,11 @@ impl PublicKey {
             ("y", Value::from(URL_SAFE_NO_PAD.encode(self.y))),
             ("kid", Value::from(self.kid.as_str())),
         ];
-        if let Some(u) = &self.use_ {
-            v.push(("use", Value::from(u.as_str())));
+        if self.has_use {
+            v.push(("use", Value::from(JWT_SVID_USE)));
         }
-        if let Some(a) = &self.alg {
-            v.push(("alg", Value::from(a.as_str())));
+        if self.has_alg {
+            v.push(("alg", Value::from(ES256)));
         }
         for (k, val) in &self.extra {
             v.push((k.as_str(), val.clone()));

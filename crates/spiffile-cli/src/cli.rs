@@ -581,7 +581,7 @@ fn bundle_check(file: &Path) -> Result<(), Failure> {
         }
     }
     let mut problems = 0;
-    for w in bundle.warnings() {
+    for w in bundle.warnings().iter().chain(&bundle.lint()) {
         let serious = w.kind != WarningKind::Advice;
         problems += usize::from(serious);
         out(&format!(
