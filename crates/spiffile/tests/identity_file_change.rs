@@ -1,0 +1,62 @@
+//! The identity file is read once; when it changes under a running process,
+//! a warning says that a restart is needed (and the identity stays as it
+//! was). In a test binary of its own: the warning comes from the watcher's
+//! thread, so it is captured with a process-wide subscriber.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Root;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_changed_identity_file_asks_for_a_restart() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .unwrap();
+
+    let mut root = Root::new("example.org");
+    let dir = root.add("orders");
+    let orders = root.identity("orders");
+    std::fs::write(dir.join("id"), "spiffe://example.org/someone-else\n").unwrap();
+
+    let start = Instant::now();
+    let text = loop {
+        let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+        if text.contains("restarted") || start.elapsed() > Duration::from_secs(5) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(text.contains("WARN"), "{text}");
+    assert!(text.contains("identity file"), "{text}");
+    assert!(
+        text.contains("no longer says `spiffe://example.org/orders`"),
+        "{text}"
+    );
+    assert!(text.contains("until it is restarted"), "{text}");
+    // The running identity is unchanged.
+    assert_eq!(orders.id().as_str(), "spiffe://example.org/orders");
+    let t = orders.token(orders.id()).unwrap();
+    assert_eq!(orders.verify(&t).unwrap().id(), orders.id());
+}
