@@ -164,15 +164,47 @@ impl PrivateKey {
     }
 }
 
+/// A private key as PKCS#8 PEM text: zeroed on drop, and never shown by
+/// `Debug` (there is no `Display`). Dereferences to the PEM text, for writing
+/// it to the key file.
+///
+/// ```
+/// let pem = spiffile_svid::generate_pkcs8_pem()?;
+/// assert_eq!(format!("{pem:?}"), "PrivateKeyPem(<redacted>)");
+/// assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+/// # Ok::<(), spiffile_svid::KeyError>(())
+/// ```
+pub struct PrivateKeyPem(Zeroizing<String>);
+
+impl std::ops::Deref for PrivateKeyPem {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for PrivateKeyPem {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for PrivateKeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKeyPem(<redacted>)")
+    }
+}
+
 /// Generates a new P-256 private key and returns it as PKCS#8 PEM (the form
-/// every spiffile implementation reads), in a buffer that is zeroed on drop.
+/// every spiffile implementation reads), in a buffer that is zeroed on drop
+/// and never printed by `Debug`.
 ///
 /// ```
 /// let pem = spiffile_svid::generate_pkcs8_pem()?;
 /// assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
 /// # Ok::<(), spiffile_svid::KeyError>(())
 /// ```
-pub fn generate_pkcs8_pem() -> Result<Zeroizing<String>, KeyError> {
+pub fn generate_pkcs8_pem() -> Result<PrivateKeyPem, KeyError> {
     let rng = SystemRandom::new();
     let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
         .map_err(|_| KeyError::Rejected("the system random generator failed".into()))?;
@@ -184,7 +216,7 @@ pub fn generate_pkcs8_pem() -> Result<Zeroizing<String>, KeyError> {
         pem.push('\n');
     }
     pem.push_str("-----END PRIVATE KEY-----\n");
-    Ok(pem)
+    Ok(PrivateKeyPem(pem))
 }
 
 /// The public key (as a bundle JWK, `kid` = thumbprint) of a PKCS#8 PEM

@@ -24,7 +24,7 @@ mod key;
 mod token;
 
 pub use error::{Error, Reason, TokenError};
-pub use key::{KeyError, generate_pkcs8_pem, public_key_of_pem};
+pub use key::{KeyError, PrivateKeyPem, generate_pkcs8_pem, public_key_of_pem};
 pub use token::{
     Caller, Claims, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_TOKEN_REUSE_FRACTION,
     DEFAULT_TTL, DEFAULT_VERIFY_CACHE_CAPACITY, MAX_TTL, MINTED_TOKEN_CACHE_CAPACITY, Signer,
