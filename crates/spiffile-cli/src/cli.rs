@@ -115,7 +115,7 @@ enum Command {
         format: EnvFormat,
     },
     /// Mint a token for AUDIENCE with the identity of the SPIFFILE_*
-    /// environment (or --dir) and print it.
+    /// environment (or --dir, or --root with --service) and print it.
     #[command(
         after_help = "Example:\n  curl -H \"Authorization: Bearer $(spiffile token --audience spiffe://example.org/billing)\" https://billing/"
     )]
@@ -126,13 +126,11 @@ enum Command {
         /// Lifetime in seconds (1 to 86400; more than 300 is discouraged).
         #[arg(long, value_name = "SECS", default_value_t = 60)]
         ttl: u64,
-        /// A directory holding id, key.pem and bundle.json, instead of the
-        /// SPIFFILE_* environment.
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
+        #[command(flatten)]
+        source: IdentitySource,
     },
     /// Verify a token as the identity of the SPIFFILE_* environment (or
-    /// --dir). Prints the caller's SPIFFE ID; exit 1 when rejected.
+    /// --dir, or --root with --service). Prints the caller's SPIFFE ID; exit 1 when rejected.
     #[command(
         after_help = "The token is read from standard input when TOKEN is `-` or absent.\n\nExit codes: 0 accepted (caller on the first line of stdout), 1 rejected (reason on\nstderr), 2 usage or configuration error.\n\nExamples:\n  spiffile verify \"$TOKEN\"\n  spiffile verify --json < token.txt"
     )]
@@ -145,10 +143,8 @@ enum Command {
         /// Print the caller and the claims as JSON.
         #[arg(long)]
         json: bool,
-        /// A directory holding id, key.pem and bundle.json, instead of the
-        /// SPIFFILE_* environment.
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
+        #[command(flatten)]
+        source: IdentitySource,
     },
     /// Decode a token WITHOUT verifying it: header, claims, dates, remaining
     /// lifetime.
@@ -270,13 +266,17 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::List { root, json } => list(&root, json),
         Command::Env { root, name, format } => env(&root, &name, format),
-        Command::Token { audience, ttl, dir } => token(&audience, ttl, dir.as_deref()),
+        Command::Token {
+            audience,
+            ttl,
+            source,
+        } => token(&audience, ttl, &source),
         Command::Verify {
             token,
             audience,
             json,
-            dir,
-        } => verify(token, audience.as_deref(), json, dir.as_deref()),
+            source,
+        } => verify(token, audience.as_deref(), json, &source),
         Command::Inspect { token, json } => {
             let token = read_token(token)?;
             crate::inspect::inspect(&token, json)
@@ -434,10 +434,29 @@ fn env(root: &Path, name: &str, format: EnvFormat) -> Result<(), Failure> {
     Ok(())
 }
 
-fn load_identity(dir: Option<&Path>) -> Result<Identity, Failure> {
-    let loaded = match dir {
-        Some(d) => Identity::builder().from_dir(d),
-        None => Identity::from_env(),
+/// Where `token` and `verify` find the identity: the SPIFFILE_* environment
+/// by default.
+#[derive(Debug, clap::Args)]
+struct IdentitySource {
+    /// A directory holding id, key.pem and bundle.json, instead of the
+    /// SPIFFILE_* environment.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["root", "service"])]
+    dir: Option<PathBuf>,
+    /// A provisioned root (with --service): use that service's identity.
+    #[arg(long, value_name = "ROOT", requires = "service")]
+    root: Option<PathBuf>,
+    /// The service of --root whose identity to use.
+    #[arg(long, value_name = "NAME", requires = "root")]
+    service: Option<String>,
+}
+
+/// Loads the identity for a one-shot command: read once, no file watcher.
+fn load_identity(source: &IdentitySource) -> Result<Identity, Failure> {
+    let builder = Identity::builder().hot_reload(false);
+    let loaded = match (&source.dir, &source.root, &source.service) {
+        (Some(d), _, _) => builder.from_dir(d),
+        (None, Some(root), Some(name)) => provision::load_identity_with(root, name, builder),
+        _ => builder.from_env(),
     };
     loaded.map_err(Failure::usage)
 }
@@ -449,9 +468,9 @@ fn parse_id(value: &str, what: &str) -> Result<SpiffeId, Failure> {
     })
 }
 
-fn token(audience: &str, ttl: u64, dir: Option<&Path>) -> Result<(), Failure> {
+fn token(audience: &str, ttl: u64, source: &IdentitySource) -> Result<(), Failure> {
     let audience = parse_id(audience, "--audience")?;
-    let identity = load_identity(dir)?;
+    let identity = load_identity(source)?;
     let token = identity
         .token_with_ttl(&audience, Duration::from_secs(ttl))
         .map_err(Failure::usage)?;
@@ -508,10 +527,10 @@ fn verify(
     token: Option<OsString>,
     audience: Option<&str>,
     json: bool,
-    dir: Option<&Path>,
+    source: &IdentitySource,
 ) -> Result<(), Failure> {
     let audience = audience.map(|a| parse_id(a, "--audience")).transpose()?;
-    let identity = load_identity(dir)?;
+    let identity = load_identity(source)?;
     let token = match read_token(token)? {
         TokenInput::Text(t) => t,
         TokenInput::Unusable(why) => {

@@ -430,3 +430,45 @@ fn help_and_completions() {
     run(Vec::<&str>::new()).code(2);
     assert!(run(["--version"]).ok().starts_with("spiffile "));
 }
+
+#[test]
+fn token_and_verify_as_a_service_of_a_root() {
+    let (_dir, root) = root_with(&["orders", "billing"]);
+    let root_arg = root.to_str().unwrap();
+    let as_service = |name: &str| ["--root", root_arg, "--service", name].map(str::to_owned);
+    let mut args = vec![
+        "token".to_owned(),
+        "--audience".to_owned(),
+        BILLING.to_owned(),
+    ];
+    args.extend(as_service("orders"));
+    let token = run(&args).ok();
+    let token = token.trim().to_owned();
+
+    let mut args = vec!["verify".to_owned(), token.clone()];
+    args.extend(as_service("billing"));
+    assert_eq!(run(&args).ok().lines().next(), Some(ORDERS));
+
+    // As orders, the token is for someone else: rejected.
+    let mut args = vec!["verify".to_owned(), token.clone()];
+    args.extend(as_service("orders"));
+    assert!(run(&args).code(1).stderr.contains("audience"));
+
+    // --root needs --service; --dir excludes both; an unknown service is a
+    // configuration error.
+    run(["verify", "--root", root_arg, &token]).code(2);
+    run([
+        "verify",
+        "--dir",
+        root_arg,
+        "--root",
+        root_arg,
+        "--service",
+        "billing",
+        &token,
+    ])
+    .code(2);
+    let mut args = vec!["verify".to_owned(), token];
+    args.extend(as_service("nobody"));
+    assert!(run(&args).code(2).stderr.contains("nobody"));
+}
