@@ -961,6 +961,19 @@ mod tests {
         assert!(out.contains("\"spiffe_sequence\": 7"));
     }
 
+    /// Fuzzing regression (bundle_parse): a long number in an unknown member
+    /// must read back as the same number from the canonical form. serde_json
+    /// needs `float_roundtrip` for correctly rounded parsing.
+    #[test]
+    fn long_numbers_in_extra_members_round_trip() {
+        let input = r#"{"trust_domain":"example.org","sp":"eerrg","spiffile_version":1,"identities":{},"spiffe_e":199999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999}"#;
+        let b = Bundle::from_json(input.as_bytes()).unwrap();
+        let text = b.to_json();
+        let again = Bundle::from_json(text.as_bytes()).unwrap();
+        assert_eq!(again.extra_members(), b.extra_members());
+        assert_eq!(again.to_json(), text);
+    }
+
     #[test]
     fn edits() {
         let td = TrustDomain::new("example.org").unwrap();
