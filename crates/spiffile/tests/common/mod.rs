@@ -56,6 +56,16 @@ impl Root {
         spiffile::Identity::from_files(dir.join("id"), dir.join("key.pem"), self.bundle_path())
             .unwrap()
     }
+
+    /// An identity without a file watcher: it changes only on `reload()`,
+    /// and parses (and logs) on the calling thread.
+    pub fn manual_identity(&self, name: &str) -> spiffile::Identity {
+        let dir = self.service_dir(name);
+        spiffile::Identity::builder()
+            .hot_reload(false)
+            .from_files(dir.join("id"), dir.join("key.pem"), self.bundle_path())
+            .unwrap()
+    }
 }
 
 pub fn fixtures() -> serde_json::Value {
