@@ -237,7 +237,12 @@ fn errors_are_plain_values_without_secrets() {
     let key_path = dir.join("key.pem");
     let pem = std::fs::read_to_string(&key_path).unwrap();
     std::fs::write(&key_path, pem.replace("PRIVATE KEY", "EC PRIVATE KEY")).unwrap();
-    let e = Identity::from_files(dir.join("id"), &key_path, root.bundle_path()).unwrap_err();
+    // Inside a capture like every test of this binary: loading hits the same
+    // warning call sites, and a thread without a subscriber registering one
+    // at the moment another test captures can leave that capture deaf to it.
+    let (e, _) = captured(|| {
+        Identity::from_files(dir.join("id"), &key_path, root.bundle_path()).unwrap_err()
+    });
     assert!(matches!(e, Error::Key { .. }));
     assert!(
         e.to_string()
