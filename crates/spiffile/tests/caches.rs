@@ -9,11 +9,7 @@ use spiffile::{Error, Identity, Reason};
 
 #[test]
 fn token_reuses_and_verify_caches_by_default() {
-    let mut root = Root::new("example.org");
-    root.add("orders");
-    root.add("billing");
-    let orders = root.identity("orders");
-    let billing = root.identity("billing");
+    let (_root, orders, billing) = Root::orders_and_billing();
     let t1 = orders.token(billing.id()).unwrap();
     let t2 = orders.token(billing.id()).unwrap();
     // The same token unless the 30 s half-life passed between the calls.
@@ -90,11 +86,7 @@ fn audiences_are_kept_apart() {
 
 #[test]
 fn a_reloaded_bundle_revokes_cached_tokens() {
-    let mut root = Root::new("example.org");
-    root.add("orders");
-    root.add("billing");
-    let orders = root.identity("orders");
-    let billing = root.identity("billing");
+    let (mut root, orders, billing) = Root::orders_and_billing();
     let token = orders.token(billing.id()).unwrap();
     for _ in 0..3 {
         assert_eq!(billing.verify(&token).unwrap().id(), orders.id());
@@ -135,11 +127,7 @@ fn a_reloaded_bundle_revokes_cached_tokens() {
 
 #[test]
 fn a_new_key_is_never_paired_with_an_old_token() {
-    let mut root = Root::new("example.org");
-    root.add("orders");
-    root.add("billing");
-    let orders = root.identity("orders");
-    let billing = root.identity("billing");
+    let (mut root, orders, billing) = Root::orders_and_billing();
     let before = orders.token(billing.id()).unwrap();
     assert_eq!(orders.token(billing.id()).unwrap(), before);
     let old_kid = orders.kid();

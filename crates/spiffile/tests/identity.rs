@@ -13,11 +13,7 @@ fn id(s: &str) -> SpiffeId {
 
 #[test]
 fn three_lines_orders_to_billing() {
-    let mut root = Root::new("example.org");
-    root.add("orders");
-    root.add("billing");
-    let orders = root.identity("orders");
-    let billing = root.identity("billing");
+    let (_root, orders, billing) = Root::orders_and_billing();
 
     let token = orders.token(billing.id()).unwrap();
     let caller = billing.verify(&token).unwrap();
@@ -75,11 +71,7 @@ impl FromDirFiles for spiffile::IdentityBuilder {
 
 #[test]
 fn unknown_and_revoked_identities() {
-    let mut root = Root::new("example.org");
-    root.add("orders");
-    root.add("billing");
-    let orders = root.identity("orders");
-    let billing = root.identity("billing");
+    let (mut root, orders, billing) = Root::orders_and_billing();
     let token = orders.token(billing.id()).unwrap();
     root.bundle.remove_identity("spiffe://example.org/orders");
     root.write_bundle();

@@ -19,6 +19,17 @@ impl Root {
         }
     }
 
+    /// A root of example.org with `orders` and `billing`, and their
+    /// (watched) identities.
+    pub fn orders_and_billing() -> (Root, spiffile::Identity, spiffile::Identity) {
+        let mut root = Root::new("example.org");
+        root.add("orders");
+        root.add("billing");
+        let orders = root.identity("orders");
+        let billing = root.identity("billing");
+        (root, orders, billing)
+    }
+
     pub fn bundle_path(&self) -> PathBuf {
         self.dir.path().join("bundle.json")
     }
