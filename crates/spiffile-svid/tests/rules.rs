@@ -1,10 +1,11 @@
 //! The verification rules of the profile, one test each, on tokens this test
 //! mints and tampers with itself.
 
+mod common;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use common::sign_raw;
 use serde_json::{Value, json};
 use spiffile_bundle::Bundle;
 use spiffile_id::SpiffeId;
@@ -49,22 +50,6 @@ fn world() -> World {
         mallory_pem,
         billing: id("spiffe://example.org/billing"),
     }
-}
-
-/// Signs arbitrary header and claims JSON with a PEM key.
-fn sign_raw(pem: &str, header: &str, claims: &str) -> String {
-    let der = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<String>();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(der)
-        .unwrap();
-    let rng = SystemRandom::new();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng).unwrap();
-    let input = format!("{}.{}", B64.encode(header), B64.encode(claims));
-    let sig = pair.sign(&rng, input.as_bytes()).unwrap();
-    format!("{input}.{}", B64.encode(sig.as_ref()))
 }
 
 fn header(kid: &str) -> String {

@@ -2,10 +2,9 @@
 //! the verifier off its fast path (stack buffers, borrowed strings): the
 //! answers must be the same as on it.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+mod common;
+
+use common::sign_raw;
 use spiffile_bundle::Bundle;
 use spiffile_id::SpiffeId;
 use spiffile_svid::{Error, Reason, Signer, Verifier, VerifyOptions, generate_pkcs8_pem};
@@ -36,18 +35,6 @@ fn world() -> World {
         orders,
         billing: "spiffe://example.org/billing".parse().unwrap(),
     }
-}
-
-fn sign_raw(pem: &str, header: &str, claims: &str) -> String {
-    let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(der)
-        .unwrap();
-    let rng = SystemRandom::new();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng).unwrap();
-    let input = format!("{}.{}", B64.encode(header), B64.encode(claims));
-    let sig = pair.sign(&rng, input.as_bytes()).unwrap();
-    format!("{input}.{}", B64.encode(sig.as_ref()))
 }
 
 fn verify(w: &World, token: &str) -> Result<spiffile_svid::Caller, Error> {
