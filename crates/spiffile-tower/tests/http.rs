@@ -4,7 +4,7 @@ mod common;
 
 use axum::Router;
 use axum::routing::get as route_get;
-use common::{Root, World, get, id, plain_client, read, serve, whoami, world};
+use common::{Root, World, fetch, get, id, plain_client, read, serve, whoami, world};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use spiffile::Identity;
 use spiffile_tower::{AddTokenLayer, Allow, Audience, AuthenticateLayer};
@@ -30,23 +30,10 @@ fn signed_client(
 async fn accepted_caller_reaches_the_handler_with_its_id() {
     let w = world().await;
     let client = signed_client(&w.orders, &w);
-    let (status, _, body) = read(
-        client
-            .clone()
-            .oneshot(get(&format!("{}/whoami", w.base)))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _, body) = fetch(client.clone(), &format!("{}/whoami", w.base)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, "spiffe://example.org/orders");
-    let (status, _, body) = read(
-        client
-            .oneshot(get(&format!("{}/charge", w.base)))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _, body) = fetch(client, &format!("{}/charge", w.base)).await;
     assert_eq!(
         (status.as_u16(), body.as_str()),
         (200, "spiffe://example.org/orders")
@@ -56,11 +43,7 @@ async fn accepted_caller_reaches_the_handler_with_its_id() {
 #[tokio::test]
 async fn no_token_is_401_with_a_bare_bearer_challenge() {
     let w = world().await;
-    let response = plain_client()
-        .oneshot(get(&format!("{}/whoami", w.base)))
-        .await
-        .unwrap();
-    let (status, headers, body) = read(response).await;
+    let (status, headers, body) = fetch(plain_client(), &format!("{}/whoami", w.base)).await;
     assert_eq!(status, 401);
     assert_eq!(headers[WWW_AUTHENTICATE], "Bearer");
     assert_eq!(body, r#"{"error":"missing_token"}"#);
@@ -126,24 +109,11 @@ async fn forged_and_garbage_tokens_are_401() {
 async fn verified_but_disallowed_caller_is_403_on_the_restricted_route_only() {
     let w = world().await;
     let client = signed_client(&w.mallory, &w);
-    let (status, headers, body) = read(
-        client
-            .clone()
-            .oneshot(get(&format!("{}/charge", w.base)))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, headers, body) = fetch(client.clone(), &format!("{}/charge", w.base)).await;
     assert_eq!(status, 403);
     assert!(headers.get(WWW_AUTHENTICATE).is_none());
     assert_eq!(body, r#"{"error":"forbidden"}"#);
-    let (status, _, body) = read(
-        client
-            .oneshot(get(&format!("{}/whoami", w.base)))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _, body) = fetch(client, &format!("{}/whoami", w.base)).await;
     assert_eq!(
         (status.as_u16(), body.as_str()),
         (200, "spiffe://example.org/mallory")
@@ -199,14 +169,14 @@ async fn revocation_during_the_run_refuses_the_next_request() {
     let mut w = world().await;
     let client = signed_client(&w.orders, &w);
     let url = format!("{}/whoami", w.base);
-    let (status, _, _) = read(client.clone().oneshot(get(&url)).await.unwrap()).await;
+    let (status, _, _) = fetch(client.clone(), &url).await;
     assert_eq!(status, 200);
 
     let before = w.billing.bundle_generation();
     w.root.revoke("orders");
     bundle_rewritten(&w.billing, before);
 
-    let (status, headers, body) = read(client.clone().oneshot(get(&url)).await.unwrap()).await;
+    let (status, headers, body) = fetch(client.clone(), &url).await;
     assert_eq!(status, 401);
     assert_eq!(headers[WWW_AUTHENTICATE], r#"Bearer error="invalid_token""#);
     assert_eq!(
@@ -214,13 +184,7 @@ async fn revocation_during_the_run_refuses_the_next_request() {
         r#"{"error":"invalid_token","reason":"unknown_identity"}"#
     );
     // Others are unaffected.
-    let (status, _, _) = read(
-        signed_client(&w.mallory, &w)
-            .oneshot(get(&url))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _, _) = fetch(signed_client(&w.mallory, &w), &url).await;
     assert_eq!(status, 200);
 }
 
@@ -251,13 +215,7 @@ async fn host_mapping_without_port_and_default_audience() {
         AddTokenLayer::new(w.orders.clone()).default_audience(w.billing.id().clone()),
     ] {
         let client = ServiceBuilder::new().layer(layer).service(plain_client());
-        let (status, _, body) = read(
-            client
-                .oneshot(get(&format!("{}/whoami", w.base)))
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, _, body) = fetch(client, &format!("{}/whoami", w.base)).await;
         assert_eq!(
             (status.as_u16(), body.as_str()),
             (200, "spiffe://example.org/orders")
@@ -299,12 +257,12 @@ async fn plain_hyper_service() {
     let client = ServiceBuilder::new()
         .layer(AddTokenLayer::new(orders).target(addr.to_string(), billing.id().clone()))
         .service(plain_client());
-    let (status, _, body) = read(client.oneshot(get(&url)).await.unwrap()).await;
+    let (status, _, body) = fetch(client, &url).await;
     assert_eq!(
         (status.as_u16(), body.as_str()),
         (200, "spiffe://example.org/orders")
     );
-    let (status, _, _) = read(plain_client().oneshot(get(&url)).await.unwrap()).await;
+    let (status, _, _) = fetch(plain_client(), &url).await;
     assert_eq!(status, 401);
 }
 

@@ -115,6 +115,18 @@ pub fn get(url: &str) -> http::Request<Empty<Bytes>> {
 }
 
 /// Status, headers and body text of a response.
+/// Sends a GET to `url` through `client` and reads the whole response.
+pub async fn fetch<S, B>(client: S, url: &str) -> (http::StatusCode, http::HeaderMap, String)
+where
+    S: tower::Service<http::Request<Empty<Bytes>>, Response = http::Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt as _;
+    read(client.oneshot(get(url)).await.unwrap()).await
+}
+
 pub async fn read<B>(response: http::Response<B>) -> (http::StatusCode, http::HeaderMap, String)
 where
     B: http_body::Body,
