@@ -19,15 +19,23 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod cache;
+mod claims;
+mod decode;
+mod encode;
 mod error;
 mod key;
-mod token;
+mod numeric_date;
+mod signer;
+mod verifier;
 
+pub use claims::{Caller, Claims};
 pub use error::{Error, Reason, TokenError};
 pub use key::{KeyError, PrivateKeyPem, generate_pkcs8_pem, public_key_of_pem};
-pub use token::{
-    Caller, Claims, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_TOKEN_REUSE_FRACTION,
-    DEFAULT_TTL, DEFAULT_VERIFY_CACHE_CAPACITY, MAX_TTL, MINTED_TOKEN_CACHE_CAPACITY, Signer,
-    Verifier, VerifyOptions, unix_now,
+pub use numeric_date::unix_now;
+pub use signer::{
+    DEFAULT_TOKEN_REUSE_FRACTION, DEFAULT_TTL, MAX_TTL, MINTED_TOKEN_CACHE_CAPACITY, Signer,
+};
+pub use verifier::{
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_VERIFY_CACHE_CAPACITY, Verifier, VerifyOptions,
 };
 pub use zeroize::Zeroizing;

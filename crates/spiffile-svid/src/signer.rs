@@ -1,0 +1,243 @@
+//! Minting: a workload's [`Signer`] and the tokens it keeps for reuse.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SystemRandom;
+use spiffile_bundle::PublicKey;
+use spiffile_id::SpiffeId;
+
+use crate::cache::ShardedCache;
+use crate::encode::{claims_json, header_prefix};
+use crate::error::Error;
+use crate::key::{KeyError, PrivateKey};
+use crate::numeric_date::unix_now;
+
+/// Default token lifetime of [`Signer::mint`] callers (60 s).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+/// The longest lifetime [`Signer::mint`] accepts (one day). The profile
+/// discourages more than 300 s.
+pub const MAX_TTL: Duration = Duration::from_secs(86_400);
+
+/// A token lifetime in whole seconds (rounded up), if it is one [`Signer`]
+/// mints with.
+fn checked_ttl_secs(ttl: Duration) -> Result<u64, Error> {
+    if ttl.is_zero() || ttl > MAX_TTL {
+        return Err(Error::InvalidTtl {
+            requested_ms: ttl.as_millis(),
+            max: MAX_TTL.as_secs(),
+        });
+    }
+    Ok(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
+}
+
+/// Mints JWT-SVIDs for one workload with its own private key.
+///
+/// The header is exactly `{"alg":"ES256","kid":"<thumbprint>","typ":"JWT"}` and
+/// the claims `{"sub","aud","iat","exp"}` with integer times, byte for byte
+/// what the other spiffile implementations write.
+///
+/// ```
+/// use spiffile_svid::{Signer, generate_pkcs8_pem};
+/// use std::time::Duration;
+///
+/// let pem = generate_pkcs8_pem()?;
+/// let signer = Signer::from_pkcs8_pem("spiffe://example.org/orders".parse()?, pem.as_bytes())?;
+/// let token = signer.mint(&"spiffe://example.org/billing".parse()?, Duration::from_secs(60))?;
+/// assert_eq!(token.split('.').count(), 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Signer {
+    id: SpiffeId,
+    key: PrivateKey,
+    rng: SystemRandom,
+    /// `base64url(header) + "."`, computed once.
+    header_prefix: String,
+    /// The share of a token's lifetime during which
+    /// [`Signer::mint_or_reuse`] hands it out again; 0 when reuse is off.
+    reuse_fraction: f64,
+    /// Tokens minted by [`Signer::mint_or_reuse`], by audience and lifetime.
+    /// They live and die with this signer, that is with its key.
+    minted: Option<ShardedCache<MintedToken>>,
+}
+
+/// A token kept for reuse by [`Signer::mint_or_reuse`].
+struct MintedToken {
+    audience: SpiffeId,
+    ttl_secs: u64,
+    token: Box<str>,
+    iat: i64,
+}
+
+/// Default share of a token's lifetime during which the facade reuses it
+/// ([`Signer::with_token_reuse`]): one half, so a reused token always has at
+/// least half of its lifetime left.
+pub const DEFAULT_TOKEN_REUSE_FRACTION: f64 = 0.5;
+/// How many (audience, lifetime) pairs the minted-token cache remembers.
+pub const MINTED_TOKEN_CACHE_CAPACITY: usize = 1024;
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("id", &self.id)
+            .field("kid", &self.key.public.kid())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A signer for `id` from a PKCS#8 PEM P-256 private key.
+    pub fn from_pkcs8_pem(id: SpiffeId, pem: &[u8]) -> Result<Self, KeyError> {
+        Ok(Self::with_key(id, PrivateKey::from_pkcs8_pem(pem)?))
+    }
+
+    /// A signer for `id` from a PKCS#8 DER P-256 private key.
+    pub fn from_pkcs8_der(id: SpiffeId, der: &[u8]) -> Result<Self, KeyError> {
+        Ok(Self::with_key(id, PrivateKey::from_pkcs8_der(der)?))
+    }
+
+    fn with_key(id: SpiffeId, key: PrivateKey) -> Self {
+        Signer {
+            header_prefix: header_prefix(key.public.kid()),
+            id,
+            key,
+            rng: SystemRandom::new(),
+            reuse_fraction: 0.0,
+            minted: None,
+        }
+    }
+
+    /// Lets [`Signer::mint_or_reuse`] hand out a token it minted before, for
+    /// the same audience and lifetime, while at most `fraction` of the
+    /// token's lifetime has passed (so at least `1 - fraction` of it is
+    /// left). `fraction` is clamped to 1 (reuse until the token expires);
+    /// 0, a negative value or NaN turns reuse off, which is the default of
+    /// a new signer. [`DEFAULT_TOKEN_REUSE_FRACTION`] is one half.
+    ///
+    /// The kept tokens belong to this signer, that is to its key: a signer
+    /// built from a new key never hands out a token signed by the old one.
+    /// At most [`MINTED_TOKEN_CACHE_CAPACITY`] audience/lifetime pairs are
+    /// kept.
+    ///
+    /// ```
+    /// use spiffile_svid::{Signer, generate_pkcs8_pem};
+    /// use std::time::Duration;
+    ///
+    /// let signer = Signer::from_pkcs8_pem("spiffe://example.org/orders".parse()?, generate_pkcs8_pem()?.as_bytes())?
+    ///     .with_token_reuse(0.5);
+    /// let billing = "spiffe://example.org/billing".parse()?;
+    /// let first = signer.mint_or_reuse(&billing, Duration::from_secs(60))?;
+    /// let again = signer.mint_or_reuse(&billing, Duration::from_secs(60))?;
+    /// assert_eq!(first, again); // unless 30 s passed in between
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_token_reuse(mut self, fraction: f64) -> Self {
+        if fraction > 0.0 {
+            self.reuse_fraction = fraction.min(1.0);
+            self.minted = Some(ShardedCache::new(MINTED_TOKEN_CACHE_CAPACITY, 16));
+        } else {
+            self.reuse_fraction = 0.0;
+            self.minted = None;
+        }
+        self
+    }
+
+    /// The share of a token's lifetime during which it is reused (0 when
+    /// reuse is off).
+    pub fn token_reuse_fraction(&self) -> f64 {
+        self.reuse_fraction
+    }
+
+    /// The SPIFFE ID tokens are minted for (`sub`).
+    pub fn id(&self) -> &SpiffeId {
+        &self.id
+    }
+
+    /// The `kid` of the signing key (its RFC 7638 thumbprint).
+    pub fn kid(&self) -> &str {
+        self.key.public.kid()
+    }
+
+    /// The public key, as it belongs in the bundle.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.key.public
+    }
+
+    /// Mints a token for `audience`, valid for `ttl` (1 s to one day; a
+    /// fraction of a second is rounded up) from now.
+    pub fn mint(&self, audience: &SpiffeId, ttl: Duration) -> Result<String, Error> {
+        let secs = checked_ttl_secs(ttl)?;
+        let now = unix_now()?;
+        // `secs` is at most MAX_TTL, so the cast cannot wrap.
+        self.mint_at(audience, now, now.saturating_add(secs as i64))
+    }
+
+    /// Like [`Signer::mint`], but hands out the token minted before for the
+    /// same audience and lifetime while it is young enough (see
+    /// [`Signer::with_token_reuse`]). Without reuse, it is [`Signer::mint`].
+    pub fn mint_or_reuse(&self, audience: &SpiffeId, ttl: Duration) -> Result<String, Error> {
+        if self.minted.is_none() {
+            return self.mint(audience, ttl);
+        }
+        self.mint_or_reuse_at(audience, ttl, unix_now()?)
+    }
+
+    /// [`Signer::mint_or_reuse`] as if the time were `now` (seconds since
+    /// the epoch), for tests and tools.
+    pub fn mint_or_reuse_at(
+        &self,
+        audience: &SpiffeId,
+        ttl: Duration,
+        now: i64,
+    ) -> Result<String, Error> {
+        let secs = checked_ttl_secs(ttl)?;
+        // `secs` is at most MAX_TTL, so the cast cannot wrap.
+        let exp = now.saturating_add(secs as i64);
+        let Some(cache) = &self.minted else {
+            return self.mint_at(audience, now, exp);
+        };
+        let hash = cache.hash(&[audience.as_str().as_bytes(), &secs.to_le_bytes()]);
+        if let Some(token) = cache.get(hash, now, |m: &MintedToken| {
+            (m.ttl_secs == secs && m.audience == *audience && m.iat <= now)
+                .then(|| String::from(&*m.token))
+        }) {
+            return Ok(token);
+        }
+        let token = self.mint_at(audience, now, exp)?;
+        // Reused while at least `keep` seconds of the lifetime are left.
+        let keep = ((secs as f64) * (1.0 - self.reuse_fraction))
+            .ceil()
+            .max(1.0) as i64;
+        cache.insert(
+            hash,
+            MintedToken {
+                audience: audience.clone(),
+                ttl_secs: secs,
+                token: token.as_str().into(),
+                iat: now,
+            },
+            exp.saturating_sub(keep).saturating_add(1),
+            now,
+        );
+        Ok(token)
+    }
+
+    /// Mints a token with explicit `iat` and `exp` (seconds since the epoch),
+    /// for tests and tools. No lifetime limit is applied.
+    pub fn mint_at(&self, audience: &SpiffeId, iat: i64, exp: i64) -> Result<String, Error> {
+        let claims = claims_json(&self.id, audience, iat, exp);
+        let mut token = String::with_capacity(self.header_prefix.len() + claims.len() * 4 / 3 + 92);
+        token.push_str(&self.header_prefix);
+        URL_SAFE_NO_PAD.encode_string(claims.as_bytes(), &mut token);
+        let sig = self
+            .key
+            .pair
+            .sign(&self.rng, token.as_bytes())
+            .map_err(|_| Error::Clock)?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut token);
+        Ok(token)
+    }
+}
