@@ -1,4 +1,4 @@
-//! File-system primitives: atomic replacement, private files, the root lock.
+//! File-system primitives: atomic replacement, private files, bounded reads.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -198,41 +198,6 @@ pub(crate) fn remove_if_present(path: &Path) -> Result<bool, IoFailure> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(fail(path, "remove")(e)),
     }
-}
-
-/// The advisory lock on a root, released when dropped.
-#[derive(Debug)]
-pub(crate) struct RootLock {
-    _file: File,
-}
-
-fn open_lock_file(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o644);
-    }
-    options.open(path)
-}
-
-/// Takes the exclusive lock (waits for other provisioners).
-pub(crate) fn lock_exclusive(path: &Path) -> Result<RootLock, IoFailure> {
-    let file = open_lock_file(path).map_err(fail(path, "open the lock file"))?;
-    file.lock().map_err(fail(path, "lock"))?;
-    Ok(RootLock { _file: file })
-}
-
-/// Takes the shared lock when the lock file can be opened; a read-only root
-/// (a mounted volume) is read without one.
-pub(crate) fn lock_shared(path: &Path) -> Option<RootLock> {
-    let file = match open_lock_file(path) {
-        Ok(f) => f,
-        Err(_) => File::open(path).ok()?,
-    };
-    file.lock_shared().ok()?;
-    Some(RootLock { _file: file })
 }
 
 #[cfg(test)]

@@ -69,17 +69,30 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod add;
+mod env;
 mod error;
 mod fsutil;
-mod root;
+mod init;
+mod layout;
+mod list;
+mod lock;
+mod notice;
+mod open;
+mod remove;
+mod repair;
+mod rotate;
+mod service_files;
 
+pub use add::{AddAction, Added, add_service};
+pub use env::{ServiceEnv, service_env};
 pub use error::Error;
 pub use fsutil::replace_file_atomically;
-pub use root::{
-    AddAction, Added, Notice, Removed, Revoked, Rotated, ServiceEnv, ServiceInfo, ServiceStatus,
-    add_service, init_root, list_services, remove_service, revoke_old_keys, rotate_service,
-    service_env,
-};
+pub use init::init_root;
+pub use list::{ServiceInfo, ServiceStatus, list_services};
+pub use notice::Notice;
+pub use remove::{Removed, remove_service};
+pub use rotate::{Revoked, Rotated, revoke_old_keys, rotate_service};
 
 /// The bundle file of a root.
 pub const BUNDLE_FILE: &str = "bundle.json";
