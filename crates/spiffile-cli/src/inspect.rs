@@ -1,11 +1,35 @@
 //! `spiffile inspect`: decode a token without verifying it.
 
+use std::ffi::OsString;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::cli::TokenInput;
 use crate::output::{Failure, out};
+use crate::token_input::{TokenInput, read_token};
+
+/// Decode a token WITHOUT verifying it: header, claims, dates, remaining
+/// lifetime.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The output is labelled UNVERIFIED: anyone can write these values.\n\nExample:\n  spiffile inspect \"$TOKEN\""
+)]
+pub struct InspectArgs {
+    /// The token, or `-` for standard input (the default).
+    token: Option<OsString>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl InspectArgs {
+    /// Runs `spiffile inspect`.
+    pub fn run(self) -> Result<(), Failure> {
+        let token = read_token(self.token)?;
+        inspect(&token, self.json)
+    }
+}
 
 /// The label printed above every decoded token.
 const UNVERIFIED: &str = "UNVERIFIED: decoded without checking the signature or the bundle; anyone can write these values (use `spiffile verify` to authenticate a token)";

@@ -7,10 +7,22 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod add;
+mod bundle;
 mod cli;
+mod completions;
 mod demo;
+mod env;
+mod identity_source;
+mod init;
 mod inspect;
+mod list;
 mod output;
+mod remove;
+mod rotate;
+mod token;
+mod token_input;
+mod verify;
 
 use std::process::ExitCode;
 

@@ -67,3 +67,10 @@ pub fn init_logging() {
         .with(layer.with_filter(filter))
         .try_init();
 }
+
+/// Prints the notices of a provisioning operation as warnings.
+pub fn print_notices(notices: &[spiffile::provision::Notice]) {
+    for n in notices {
+        warn(n);
+    }
+}
