@@ -271,14 +271,7 @@ fn inspect_is_labelled_unverified() {
     assert_eq!(json["verified"], false);
     assert_eq!(json["header"]["alg"], "ES256");
     // The fixture token of 2035 (from stdin).
-    let fixtures: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../conformance/fixtures.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let fixtures = spiffile_testkit::fixtures();
     let t = fixtures["token_orders_to_billing_exp_2035"]
         .as_str()
         .unwrap();
@@ -352,14 +345,7 @@ fn bundle_check_and_fmt() {
 
 #[test]
 fn the_pinned_fixture_token_verifies() {
-    let fixtures: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../conformance/fixtures.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let fixtures = spiffile_testkit::fixtures();
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("id"), format!("{BILLING}\n")).unwrap();
     fs::write(

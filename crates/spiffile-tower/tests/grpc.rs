@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{Root, id};
 use spiffile::Identity;
+use spiffile_testkit::{Root, id};
 use spiffile_tower::{AddTokenLayer, Allow, AuthenticateLayer};
 use tonic::Code;
 use tonic::transport::server::TcpIncoming;

@@ -4,9 +4,10 @@ mod common;
 
 use axum::Router;
 use axum::routing::get as route_get;
-use common::{Root, World, fetch, get, id, plain_client, read, serve, whoami, world};
+use common::{World, fetch, get, plain_client, read, serve, whoami, world};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use spiffile::Identity;
+use spiffile_testkit::{Root, id};
 use spiffile_tower::{AddTokenLayer, Allow, Audience, AuthenticateLayer};
 use tower::{ServiceBuilder, ServiceExt};
 

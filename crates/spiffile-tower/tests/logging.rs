@@ -4,32 +4,17 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::{get, plain_client, read, world};
 use http::header::AUTHORIZATION;
+use spiffile_testkit::LogCapture;
 use tower::ServiceExt;
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Accepted and refused calls are logged with the caller and the reason
 /// code, never with the token. Single-threaded, so the server's events reach
 /// this thread's subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn events_name_caller_and_reason_never_the_token() {
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::DEBUG)
@@ -54,7 +39,7 @@ async fn events_name_caller_and_reason_never_the_token() {
         read(plain_client().oneshot(request).await.unwrap()).await;
         tokens.push(token);
     }
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(
         log.contains("request accepted") && log.contains("caller=spiffe://example.org/orders"),
         "{log}"

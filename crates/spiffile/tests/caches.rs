@@ -1,11 +1,9 @@
 //! The facade's caches on real files: reuse of minted tokens, the
 //! verified-token cache, and what a reload does to both.
 
-mod common;
-
-use common::Root;
 use spiffile::svid::generate_pkcs8_pem;
 use spiffile::{Error, Identity, Reason};
+use spiffile_testkit::Root;
 
 #[test]
 fn token_reuses_and_verify_caches_by_default() {

@@ -1,12 +1,10 @@
 //! The shared cross-implementation fixture set (conformance/fixtures.json),
 //! the same data the Python, Go and TypeScript implementations are pinned to.
 
-mod common;
-
-use common::{Root, fixtures};
 use spiffile::bundle::{Bundle, PublicKey};
 use spiffile::svid::public_key_of_pem;
 use spiffile::{Error, Reason, SpiffeId};
+use spiffile_testkit::{Root, fixtures};
 
 #[test]
 fn jwk_and_kid_derive_from_each_pinned_private_key() {

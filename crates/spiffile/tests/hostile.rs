@@ -1,21 +1,15 @@
 //! Hostile bundles and files: each one meets a precise error or warning, and
 //! the valid entries around it keep working.
 
-mod common;
-
 use std::path::Path;
 
-use common::Root;
 use serde_json::{Value, json};
 use spiffile::bundle::{Bundle, BundleError, KeyError, MAX_BUNDLE_BYTES, Warning, WarningKind};
 use spiffile::svid::{Signer, generate_pkcs8_pem};
-use spiffile::{Error, Identity, SpiffeId};
+use spiffile::{Error, Identity};
+use spiffile_testkit::{Root, id};
 
 const EVIL: &str = "spiffe://example.org/evil";
-
-fn id(s: &str) -> SpiffeId {
-    s.parse().unwrap()
-}
 
 /// orders and billing, provisioned normally.
 fn root() -> Root {

@@ -2,16 +2,15 @@
 //! are seen without a restart, for every way producers write files, and a bad
 //! file never replaces a good snapshot.
 
-mod common;
 #[path = "../../spiffile-watch/tests/support/writers.rs"]
 mod writers;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::Root;
 use spiffile::bundle::Bundle;
 use spiffile::{Error, Identity};
+use spiffile_testkit::Root;
 use writers::{Style, setup, update};
 
 const DEADLINE: Duration = Duration::from_secs(5);

@@ -1,15 +1,9 @@
 //! The facade API on real files.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Root;
-use spiffile::{Error, Identity, Reason, SpiffeId};
-
-fn id(s: &str) -> SpiffeId {
-    s.parse().unwrap()
-}
+use spiffile::{Error, Identity, Reason};
+use spiffile_testkit::{Root, id};
 
 #[test]
 fn three_lines_orders_to_billing() {

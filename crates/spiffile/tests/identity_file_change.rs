@@ -3,29 +3,13 @@
 //! was). In a test binary of its own: the warning comes from the watcher's
 //! thread, so it is captured with a process-wide subscriber.
 
-mod common;
-
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Root;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use spiffile_testkit::{LogCapture, Root};
 
 #[test]
 fn a_changed_identity_file_asks_for_a_restart() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let writer = capture.clone();
     tracing::subscriber::set_global_default(
         tracing_subscriber::fmt()
@@ -42,7 +26,7 @@ fn a_changed_identity_file_asks_for_a_restart() {
 
     let start = Instant::now();
     let text = loop {
-        let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+        let text = capture.text();
         if text.contains("restarted") || start.elapsed() > Duration::from_secs(5) {
             break text;
         }

@@ -2,36 +2,13 @@
 //! private key material, across the error paths; and a key file readable by
 //! group or others is warned about, naming the file and its mode.
 
-mod common;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::Root;
 use serde_json::json;
 use spiffile::{Error, Identity};
-
-/// Everything the `tracing` subscriber writes, kept for inspection.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+use spiffile_testkit::{LogCapture, Root};
 
 /// Runs `f` with every `tracing` event of this thread captured.
 ///
@@ -41,7 +18,7 @@ impl Capture {
 fn captured<T>(f: impl FnOnce() -> T) -> (T, String) {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
