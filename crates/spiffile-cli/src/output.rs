@@ -1,5 +1,5 @@
-//! Writing to stdout and stderr without panicking on a closed pipe, and the
-//! failure type with its exit code.
+//! Writing to stdout and stderr without panicking on a closed pipe, the
+//! failure type with its exit code, and provisioning notices as warnings.
 
 use std::io::Write as _;
 
