@@ -4,6 +4,9 @@
 //! often 128), so the crate never creates more than one watcher per process.
 //! The registry multiplexes it: a map from watched directory to the list of
 //! subscribers to wake, with reference-counted watch/unwatch per directory.
+//! The watcher (and its event thread) is created on first use and dropped
+//! when the last directory is unwatched, so no thread outlives the last
+//! watched value.
 //!
 //! Locking: `notify`'s `watch()`/`unwatch()` wait for its event-loop thread,
 //! and that same thread runs our event handler. The handler therefore only
@@ -157,6 +160,7 @@ impl Registry {
                 }
             }
         }
+        let mut unused = false;
         if let Slot::Ready { watcher, dirs } = &mut *slot {
             let last = match dirs.get_mut(dir) {
                 Some(state) => {
@@ -172,6 +176,12 @@ impl Registry {
                     tracing::debug!(dir = %dir.display(), error = %err, "unwatch failed");
                 }
             }
+            unused = dirs.is_empty();
+        }
+        if unused {
+            // Nothing is watched: close the inotify instance and let its
+            // event thread end (dropping only signals it; nothing waits).
+            *slot = Slot::Uninit;
         }
     }
 

@@ -1,10 +1,11 @@
-//! Lifecycle tests that need the crate's internals.
+//! Tests that need the crate's internals.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use super::*;
+use crate::read::{RACY_WINDOW, stamp_of};
+use crate::registry::registry;
+use crate::{WatchOptions, Watched, lock};
 
 fn parse_text(bytes: &[u8]) -> Result<String, std::str::Utf8Error> {
     std::str::from_utf8(bytes).map(str::to_owned)
@@ -22,77 +23,52 @@ fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 #[test]
-fn thread_exits_and_state_is_freed_when_last_clone_drops() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("value");
-    std::fs::write(&path, "a").unwrap();
-    let watched = Watched::new(&path, parse_text, WatchOptions::default()).unwrap();
-    let clone = watched.clone();
-    let weak: Weak<Shared<String>> = Arc::downgrade(&watched.shared);
-    let wake = Arc::clone(&watched.shared.wake);
-    assert!(wake.running.load(Ordering::Acquire));
-    // Wait until the thread has subscribed (its first pass is done).
-    assert!(wait_until(Duration::from_secs(5), || watched
-        .status()
-        .notify_active));
-
-    drop(watched);
-    // One clone left: the thread keeps running and following the file.
-    std::thread::sleep(Duration::from_millis(50));
-    assert!(wake.running.load(Ordering::Acquire));
-    assert_eq!(clone.load().as_str(), "a");
-
-    drop(clone);
-    assert!(
-        wait_until(Duration::from_secs(5), || !wake
-            .running
-            .load(Ordering::Acquire)),
-        "the watcher thread did not exit"
-    );
-    assert!(weak.upgrade().is_none(), "the shared state was not freed");
-}
-
-#[test]
-fn thread_exits_in_poll_only_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("value");
-    std::fs::write(&path, "a").unwrap();
-    let watched = Watched::new(
-        &path,
-        parse_text,
-        WatchOptions::new()
-            .use_notify(false)
-            .poll_interval(Duration::from_secs(2)),
-    )
-    .unwrap();
-    let wake = Arc::clone(&watched.shared.wake);
-    let weak = Arc::downgrade(&watched.shared);
-    drop(watched);
-    // The thread is sleeping for the 2 s poll interval; dropping wakes it.
-    assert!(wait_until(Duration::from_secs(1), || !wake
-        .running
-        .load(Ordering::Acquire)));
-    assert!(weak.upgrade().is_none());
-}
-
-#[test]
 fn directory_watches_are_released_on_drop() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("value");
     std::fs::write(&path, "a").unwrap();
     let canonical_dir = std::fs::canonicalize(dir.path()).unwrap();
-    let is_watched = || lock(registry::registry().subs_for_tests()).contains_key(&canonical_dir);
+    let is_watched = || lock(registry().subs_for_tests()).contains_key(&canonical_dir);
     let watched = Watched::new(&path, parse_text, WatchOptions::default()).unwrap();
+    let clone = watched.clone();
     assert!(wait_until(Duration::from_secs(5), || watched
         .status()
         .notify_active));
     assert!(is_watched());
-    let wake = Arc::clone(&watched.shared.wake);
     drop(watched);
-    assert!(wait_until(Duration::from_secs(5), || !wake
-        .running
-        .load(Ordering::Acquire)));
-    assert!(!is_watched(), "the directory subscription leaked");
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(is_watched(), "a clone is left: still followed");
+    assert_eq!(clone.load().as_str(), "a");
+    let weak = std::sync::Arc::downgrade(clone.shared());
+    drop(clone);
+    assert!(weak.upgrade().is_none(), "the shared state was not freed");
+    assert!(
+        wait_until(Duration::from_secs(5), || !is_watched()),
+        "the directory subscription leaked"
+    );
+}
+
+#[test]
+fn manual_mode_subscribes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("value");
+    std::fs::write(&path, "a").unwrap();
+    let canonical_dir = std::fs::canonicalize(dir.path()).unwrap();
+    let watched = Watched::new(&path, parse_text, WatchOptions::manual()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!lock(registry().subs_for_tests()).contains_key(&canonical_dir));
+    let status = watched.status();
+    assert!(!status.following && !status.notify_active);
+    std::fs::write(&path, "b").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        watched.load().as_str(),
+        "a",
+        "manual mode changed on its own"
+    );
+    assert!(watched.reload().unwrap());
+    assert_eq!(watched.load().as_str(), "b");
+    assert_eq!(watched.status().generation, 2);
 }
 
 #[test]
@@ -117,7 +93,7 @@ fn stamp_detects_same_size_same_mtime_rewrite() {
 }
 
 /// Our own reads open the file, which inotify reports; they must not wake
-/// the thread again (a busy loop), and an idle file is not re-read on every
+/// the worker again (a busy loop), and an idle file is not re-read on every
 /// poll once its timestamps are old enough.
 #[test]
 fn idle_file_is_not_read_in_a_loop() {
@@ -137,13 +113,13 @@ fn idle_file_is_not_read_in_a_loop() {
     assert!(wait_until(Duration::from_secs(5), || watched
         .status()
         .notify_active));
-    std::thread::sleep(Duration::from_millis(100));
     // ctime is recent (we just wrote the file): the racy window allows
     // re-reads for 2 s after the change; wait it out.
-    std::thread::sleep(RACY_WINDOW);
-    let before = watched.shared.reads.load(Ordering::Relaxed);
+    std::thread::sleep(RACY_WINDOW + Duration::from_millis(100));
+    let reads = || watched.shared().reads.load(Ordering::Relaxed);
+    let before = reads();
     std::thread::sleep(Duration::from_millis(300));
-    let after = watched.shared.reads.load(Ordering::Relaxed);
+    let after = reads();
     assert!(
         after - before <= 1,
         "{} reads in 300 ms with a 20 ms poll on an idle file",
@@ -154,6 +130,9 @@ fn idle_file_is_not_read_in_a_loop() {
 #[test]
 fn watched_is_send_sync_and_clone() {
     fn check<T: Send + Sync + Clone + 'static>() {}
-    check::<Watched<String>>();
+    check::<Watched<String, std::io::Error>>();
     check::<WatchOptions>();
+    check::<crate::DirSource>();
+    // Whatever the error type: it never crosses threads inside a Watched.
+    check::<Watched<String, std::rc::Rc<String>>>();
 }

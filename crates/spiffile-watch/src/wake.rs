@@ -1,74 +1,32 @@
-//! The doorbell between event sources (notify, `Drop`) and a worker thread.
+//! The doorbell of one source: an event happened in one of its directories.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
 
-use crate::lock;
+use crate::worker;
 
-#[derive(Default)]
-struct State {
-    pending: bool,
-    closed: bool,
-}
-
-/// Wakes one worker thread: an event happened, or its owner is gone.
+/// Set by the `notify` event thread (or a failed [`reload`]), consumed by the
+/// process-wide worker, which it wakes.
+///
+/// [`reload`]: crate::Watched::reload
 #[derive(Default)]
 pub(crate) struct Wake {
-    state: Mutex<State>,
-    cv: Condvar,
-    /// True while the worker thread runs (lets tests observe its exit).
-    pub(crate) running: AtomicBool,
-}
-
-/// Why [`Wake::wait`] returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Woken {
-    /// Something happened in a watched directory.
-    Event,
-    /// The timeout elapsed.
-    Timeout,
-    /// The watched value was dropped: the worker must exit.
-    Closed,
+    pending: AtomicBool,
 }
 
 impl Wake {
     /// Records an event and wakes the worker.
     pub(crate) fn signal(&self) {
-        lock(&self.state).pending = true;
-        self.cv.notify_one();
+        self.pending.store(true, Ordering::Release);
+        worker::ring();
     }
 
-    /// Tells the worker to exit.
-    pub(crate) fn close(&self) {
-        lock(&self.state).closed = true;
-        self.cv.notify_one();
+    /// Whether an event is waiting (without consuming it).
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
     }
 
-    /// Waits for an event, the close signal, or the timeout; consumes the event.
-    pub(crate) fn wait(&self, timeout: Duration) -> Woken {
-        let deadline = Instant::now() + timeout;
-        let mut state = lock(&self.state);
-        loop {
-            if state.closed {
-                return Woken::Closed;
-            }
-            if state.pending {
-                state.pending = false;
-                return Woken::Event;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Woken::Timeout;
-            }
-            state = match self.cv.wait_timeout(state, deadline - now) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-    }
-
-    pub(crate) fn set_running(&self, running: bool) {
-        self.running.store(running, Ordering::Release);
+    /// Consumes the event, if any.
+    pub(crate) fn take(&self) -> bool {
+        self.pending.swap(false, Ordering::AcqRel)
     }
 }

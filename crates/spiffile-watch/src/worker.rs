@@ -1,162 +1,227 @@
-//! The background thread of one [`Watched`](crate::Watched).
+//! The one background thread that follows every watched source of the
+//! process.
 //!
-//! It holds only a `Weak` reference to the shared state, upgraded for the
-//! duration of each check, and exits when the last `Watched` clone is
-//! dropped (the shared state's `Drop` closes the [`Wake`]).
+//! Sources register when they are created (in following mode); the worker
+//! holds only a `Weak` reference to each, upgraded for the duration of a
+//! check, and forgets a source once its last [`Watched`](crate::Watched)
+//! clone is dropped. The thread starts with the first source and exits when
+//! none is left; the next registration starts a new one.
+//!
+//! Checks run one after another on this thread. Readers never wait for them
+//! (values and status are published with atomic swaps); a slow parse only
+//! delays the other sources' checks, by its own duration.
+//!
+//! Locking: the worker's lock guards the registration queue and is never
+//! held while checking a source or calling into the `notify` registry (whose
+//! event thread takes the worker's lock to ring it).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
-use crate::registry::{DirId, SubscribeError, Subscription, registry};
-use crate::wake::{Wake, Woken};
-use crate::{Mode, Shared, WatchOptions};
+use crate::dirs::{DirWatches, WatchSpec};
+use crate::lock;
+use crate::options::WatchOptions;
+use crate::wake::Wake;
 
-/// Symlink hops followed when collecting directories to watch.
-const MAX_SYMLINK_HOPS: usize = 40;
+/// The name of the worker thread (visible in `ps -L`, `/proc/*/task/*/comm`).
+pub(crate) const THREAD_NAME: &str = "spiffile-watch";
 
-pub(crate) fn spawn<T: Send + Sync + 'static>(
-    shared: Weak<Shared<T>>,
+/// What a check tells the worker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    /// The files could not all be used: retry on the backoff.
+    pub(crate) failed: bool,
+    /// Look again at this moment even without an event (a removal grace
+    /// ending).
+    pub(crate) wake_at: Option<Instant>,
+}
+
+/// How a check may save work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Compare metadata first; read only what changed or cannot be trusted.
+    Poll,
+    /// Read and compare every file's content.
+    Read,
+}
+
+/// A source as the worker sees it (implemented by the shared state of a
+/// `Watched`, whatever its value and error types).
+pub(crate) trait Driven: Send + Sync {
+    fn check_from_worker(&self, mode: Mode) -> Outcome;
+    fn spec(&self) -> &WatchSpec;
+    fn set_notify_active(&self, active: bool);
+}
+
+struct Registration {
+    source: Weak<dyn Driven>,
+    wake: Arc<Wake>,
+    options: WatchOptions,
+}
+
+#[derive(Default)]
+struct State {
+    incoming: Vec<Registration>,
+    running: bool,
+}
+
+#[derive(Default)]
+struct Worker {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+static WORKER: OnceLock<Worker> = OnceLock::new();
+
+fn worker() -> &'static Worker {
+    WORKER.get_or_init(Worker::default)
+}
+
+/// Wakes the worker (an event is pending, or a source was dropped).
+pub(crate) fn ring() {
+    let w = worker();
+    // Taking the lock orders this with the worker's check of its wait
+    // condition: it is either before the check or the worker is waiting.
+    drop(lock(&w.state));
+    w.cv.notify_one();
+}
+
+/// Hands a source to the worker, starting the thread if needed.
+pub(crate) fn register(
+    source: Weak<dyn Driven>,
     wake: Arc<Wake>,
     options: WatchOptions,
 ) -> std::io::Result<()> {
-    wake.set_running(true);
-    let thread_wake = Arc::clone(&wake);
-    let spawned = std::thread::Builder::new()
-        .name("spiffile-watch".into())
-        .spawn(move || run(&shared, &thread_wake, &options));
-    if spawned.is_err() {
-        wake.set_running(false);
+    let w = worker();
+    let mut state = lock(&w.state);
+    state.incoming.push(Registration {
+        source,
+        wake,
+        options,
+    });
+    if !state.running {
+        let spawned = std::thread::Builder::new()
+            .name(THREAD_NAME.into())
+            .spawn(run);
+        if let Err(err) = spawned {
+            state.incoming.pop();
+            return Err(err);
+        }
+        state.running = true;
     }
-    spawned.map(drop)
+    drop(state);
+    w.cv.notify_one();
+    Ok(())
 }
 
-/// Marks the thread as stopped however it ends.
-struct Running<'a>(&'a Wake);
+/// One source's scheduling, owned by the worker thread.
+struct Entry {
+    source: Weak<dyn Driven>,
+    wake: Arc<Wake>,
+    dirs: DirWatches,
+    notify: bool,
+    poll_interval: Duration,
+    first_retry: Duration,
+    /// The current backoff while the files are bad.
+    retry: Option<Duration>,
+    next_at: Instant,
+    /// The first pass re-reads: the files may have changed between the
+    /// initial read and the moment their directories were watched.
+    first: bool,
+}
 
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.set_running(false);
+impl Entry {
+    fn new(r: Registration) -> Self {
+        Entry {
+            source: r.source,
+            wake: r.wake,
+            dirs: DirWatches::default(),
+            notify: r.options.notify_enabled(),
+            poll_interval: r.options.current_poll_interval(),
+            first_retry: r.options.current_retry_delay(),
+            retry: None,
+            next_at: Instant::now(),
+            first: true,
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.wake.is_pending() || self.next_at <= now
+    }
+
+    fn run(&mut self) {
+        let Some(source) = self.source.upgrade() else {
+            return;
+        };
+        let event = self.wake.take();
+        if self.notify {
+            // Re-resolve before looking at the files, so that a change right
+            // after the look is seen in the new target directories.
+            let active = self.dirs.update(source.spec().dirs(), &self.wake);
+            source.set_notify_active(active);
+        }
+        let mode = if event || self.first || self.retry.is_some() {
+            Mode::Read
+        } else {
+            Mode::Poll
+        };
+        self.first = false;
+        let outcome = source.check_from_worker(mode);
+        self.retry = outcome.failed.then(|| match self.retry {
+            None => self.first_retry,
+            Some(delay) => (delay * 2).min(self.poll_interval),
+        });
+        let next = Instant::now() + self.retry.unwrap_or(self.poll_interval);
+        self.next_at = outcome.wake_at.map_or(next, |at| at.min(next));
+        // `source` drops here; if it was the last reference, the value is
+        // freed on this thread and its drop rings the worker.
     }
 }
 
-fn run<T>(shared: &Weak<Shared<T>>, wake: &Arc<Wake>, options: &WatchOptions) {
-    let _running = Running(wake);
-    let mut dirs = DirWatches::default();
-    let poll_interval = options.current_poll_interval();
-    let first_retry = options.current_retry_delay();
-    let mut retry: Option<Duration> = None;
-    // The first pass re-reads the file: it may have changed between the
-    // initial read in `new` and the moment the directories are watched.
-    let mut mode = Mode::Read;
+fn run() {
+    let w = worker();
+    let mut entries: Vec<Entry> = Vec::new();
     loop {
+        let mut dead = Vec::new();
         {
-            let Some(shared) = shared.upgrade() else {
-                break;
-            };
-            if options.notify_enabled() {
-                // Re-resolve before looking at the file, so that a change
-                // right after the look is seen in the new target directory.
-                let active = dirs.update(shared.path(), wake);
-                shared.set_notify_active(active);
-            }
-            retry = match shared.check(mode) {
-                Ok(_) => None,
-                Err(_) => Some(match retry {
-                    None => first_retry,
-                    Some(delay) => (delay * 2).min(poll_interval),
-                }),
-            };
-        }
-        mode = match wake.wait(retry.unwrap_or(poll_interval)) {
-            Woken::Closed => break,
-            Woken::Event => Mode::Read,
-            // A retry re-reads even if metadata looks unchanged.
-            Woken::Timeout if retry.is_some() => Mode::Read,
-            Woken::Timeout => Mode::Poll,
-        };
-    }
-    // `dirs` drops here: unsubscribes from the shared watcher.
-}
-
-/// The directories this thread is subscribed to.
-#[derive(Default)]
-struct DirWatches {
-    subs: HashMap<PathBuf, Subscription>,
-}
-
-impl DirWatches {
-    /// Subscribes to the directories `path` currently resolves through and
-    /// drops the others. Returns whether events are being received.
-    fn update(&mut self, path: &Path, wake: &Arc<Wake>) -> bool {
-        let wanted = dirs_to_watch(path);
-        self.subs
-            .retain(|dir, sub| wanted.iter().any(|(d, id)| d == dir && *id == sub.dir_id()));
-        for (dir, id) in wanted {
-            if self.subs.contains_key(&dir) {
-                continue;
-            }
-            match registry().subscribe(&dir, id, wake) {
-                Ok(sub) => {
-                    self.subs.insert(dir, sub);
+            let mut state = lock(&w.state);
+            loop {
+                entries.extend(state.incoming.drain(..).map(Entry::new));
+                let mut i = 0;
+                while i < entries.len() {
+                    if entries[i].source.strong_count() == 0 {
+                        dead.push(entries.swap_remove(i));
+                    } else {
+                        i += 1;
+                    }
                 }
-                Err(SubscribeError::Unavailable) => return false,
-                Err(SubscribeError::Watch(err)) => {
-                    tracing::debug!(dir = %dir.display(), error = %err, "cannot watch directory");
+                if entries.is_empty() {
+                    state.running = false;
+                    drop(state);
+                    // Unsubscribes from the shared watcher (outside the lock).
+                    drop(dead);
+                    return;
                 }
+                let now = Instant::now();
+                if !dead.is_empty() || entries.iter().any(|e| e.due(now)) {
+                    break;
+                }
+                let next = entries.iter().map(|e| e.next_at).min().unwrap_or(now);
+                state = match w
+                    .cv
+                    .wait_timeout(state, next.saturating_duration_since(now))
+                {
+                    Ok((guard, _)) => guard,
+                    Err(poisoned) => poisoned.into_inner().0,
+                };
             }
         }
-        !self.subs.is_empty()
-    }
-}
-
-/// The parent directory of `path`, of every symlink hop from it, and of its
-/// final target; all canonicalized (so a watch never follows a symlink that
-/// could later be swapped), with the identity of each directory.
-fn dirs_to_watch(path: &Path) -> Vec<(PathBuf, Option<DirId>)> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    let mut add = |dir: &Path| {
-        if let Ok(dir) = std::fs::canonicalize(dir)
-            && !dirs.contains(&dir)
-        {
-            dirs.push(dir);
-        }
-    };
-    let mut current = path.to_path_buf();
-    for _ in 0..MAX_SYMLINK_HOPS {
-        let Some(parent) = current.parent().map(Path::to_path_buf) else {
-            break;
-        };
-        add(&parent);
-        match std::fs::symlink_metadata(&current) {
-            Ok(meta) if meta.file_type().is_symlink() => match std::fs::read_link(&current) {
-                Ok(target) => current = parent.join(target),
-                Err(_) => break,
-            },
-            _ => break,
+        drop(dead);
+        let now = Instant::now();
+        for entry in &mut entries {
+            if entry.due(now) {
+                entry.run();
+            }
         }
     }
-    if let Ok(target) = std::fs::canonicalize(path)
-        && let Some(parent) = target.parent()
-    {
-        add(parent);
-    }
-    dirs.into_iter()
-        .map(|dir| {
-            let id = dir_id(&dir);
-            (dir, id)
-        })
-        .collect()
-}
-
-#[cfg(unix)]
-fn dir_id(dir: &Path) -> Option<DirId> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
-}
-
-#[cfg(not(unix))]
-fn dir_id(_dir: &Path) -> Option<DirId> {
-    None
 }

@@ -117,7 +117,7 @@ fn one_warning_per_distinct_failure_and_no_content() {
     update(Style::RenameOver, &path, format!("{SECRET}-1").as_bytes());
     wait_until(|| watched.status().last_error.is_some());
     std::thread::sleep(Duration::from_millis(400));
-    assert!(watched.reload_now().is_err());
+    assert!(watched.reload().is_err());
     assert_eq!(warnings().len(), 1, "{:?}", warnings());
 
     // Failure 2: the file disappears.

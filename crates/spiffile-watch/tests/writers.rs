@@ -17,7 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(5);
 /// Waits until `watched` serves `want`; every value seen on the way must be
 /// `old` or `want` (a half-written file must never be served). Returns the
 /// latency from the call.
-fn observe(watched: &Watched<String>, old: &str, want: &str) -> Duration {
+fn observe(watched: &Watched<String, writers::Malformed>, old: &str, want: &str) -> Duration {
     let start = Instant::now();
     loop {
         let current = watched.load();
@@ -200,7 +200,7 @@ fn clones_share_the_value_and_the_thread() {
 }
 
 #[test]
-fn reload_now_reports_whether_the_value_changed() {
+fn reload_reports_whether_the_value_changed() {
     let dir = tempfile::tempdir().unwrap();
     let a = payload('A', 8);
     let path = setup(Style::RenameOver, dir.path(), "v", &a);
@@ -211,10 +211,10 @@ fn reload_now_reports_whether_the_value_changed() {
     let watched = Watched::new(&path, parse_payload, options).unwrap();
     // Let the thread's first pass finish.
     std::thread::sleep(Duration::from_millis(50));
-    assert!(!watched.reload_now().unwrap());
+    assert!(!watched.reload().unwrap());
     update(Style::RenameOver, &path, &payload('B', 8));
-    assert!(watched.reload_now().unwrap());
-    assert!(!watched.reload_now().unwrap());
+    assert!(watched.reload().unwrap());
+    assert!(!watched.reload().unwrap());
     assert_eq!(watched.generation(), 2);
     assert_eq!(watched.load().as_str(), "v=BBBBBBBB;");
 }

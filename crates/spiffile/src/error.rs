@@ -92,27 +92,22 @@ pub enum Error {
     /// A provisioning operation failed.
     #[error(transparent)]
     Provision(spiffile_provision::Error),
-    /// The file watcher could not be started.
-    #[error("cannot start watching the identity files: {0}")]
-    Watch(spiffile_watch::WatchError),
+    /// The file watcher failed: its thread could not be started, or a
+    /// parser panicked (a bug). Read and parse problems of the files
+    /// themselves are the variants above, never this one.
+    #[error(transparent)]
+    Watch(spiffile_watch::WatchError<std::convert::Infallible>),
 }
 
 impl Error {
-    /// Unwraps the facade's own error from a watcher error (the watcher runs
-    /// the facade's parsers, so their errors come back boxed).
-    pub(crate) fn from_watch(e: spiffile_watch::WatchError) -> Error {
-        match e {
-            spiffile_watch::WatchError::Parse { source, path } => {
-                match source.downcast::<Error>() {
-                    Ok(inner) => *inner,
-                    Err(other) => Error::BadFile {
-                        path,
-                        problem: other.to_string(),
-                    },
-                }
-            }
-            spiffile_watch::WatchError::Io { path, source } => Error::from_read(&path, source),
-            other => Error::Watch(other),
+    /// Maps a watcher error: the watcher runs the facade's own parsers, so
+    /// a parse error already is the facade's error, returned as it is; a
+    /// file that cannot be read is mapped like any other read.
+    pub(crate) fn from_watch(e: spiffile_watch::WatchError<Error>) -> Error {
+        match e.into_parse_error() {
+            Ok((_, error)) => error,
+            Err(spiffile_watch::WatchError::Io { path, source }) => Error::from_read(&path, source),
+            Err(other) => Error::Watch(other),
         }
     }
 

@@ -17,7 +17,7 @@ use crate::Error;
 use crate::files::{
     IdentityFiles, MAX_ID_FILE_BYTES, MAX_KEY_FILE_BYTES, read_limited, warn_if_exposed,
 };
-use crate::snapshot::{Snapshot, Status};
+use crate::status::{FileStatus, Status};
 
 /// Settings of an [`Identity`], set with [`Identity::builder`].
 ///
@@ -178,18 +178,39 @@ impl IdentityBuilder {
     /// Loads the identity from the given files.
     pub fn load(self, files: IdentityFiles) -> Result<Identity, Error> {
         let id = read_id(&files.id)?;
-        let (verifier, signer, id_watch) = if self.hot_reload {
-            self.watch_files(&files, &id)?
+        let watch = if self.hot_reload {
+            self.watch.clone()
         } else {
-            let verifier = self
-                .caches
-                .verifier(read_bundle(&files.bundle, &id, &files.id)?);
-            let signer = self.caches.signer(read_key(&files.key, &id)?);
-            (
-                Snapshot::fixed(&files.bundle, verifier),
-                Snapshot::fixed(&files.key, signer),
-                None,
-            )
+            self.watch.clone().follow(false)
+        };
+        let caches = self.caches;
+
+        let (bundle_path, id_path, bundle_id) =
+            (files.bundle.clone(), files.id.clone(), id.clone());
+        let verifier = Watched::new(
+            &files.bundle,
+            move |bytes: &[u8]| {
+                parse_bundle(bytes, &bundle_path, &bundle_id, &id_path).map(|v| caches.verifier(v))
+            },
+            watch.clone().max_size(MAX_BUNDLE_BYTES as u64),
+        )
+        .map_err(Error::from_watch)?;
+
+        let (key_path, key_id) = (files.key.clone(), id.clone());
+        let signer = Watched::new(
+            &files.key,
+            move |bytes: &[u8]| {
+                warn_if_exposed(&key_path);
+                parse_key(bytes, &key_path, &key_id).map(|k| caches.signer(k))
+            },
+            watch.clone().max_size(MAX_KEY_FILE_BYTES),
+        )
+        .map_err(Error::from_watch)?;
+
+        let id_watch = if self.hot_reload {
+            Some(watch_id_file(&files.id, &id, watch)?)
+        } else {
+            None
         };
         if !verifier.load().contains(id.as_str()) {
             tracing::warn!(
@@ -204,69 +225,39 @@ impl IdentityBuilder {
                 files,
                 ttl: self.ttl,
                 verify: self.verify,
-                caches: self.caches,
                 verifier,
                 signer,
                 _id_watch: id_watch,
             }),
         })
     }
+}
 
-    /// Starts following the bundle, the key and the identity file.
-    #[allow(clippy::type_complexity)]
-    fn watch_files(
-        &self,
-        files: &IdentityFiles,
-        id: &SpiffeId,
-    ) -> Result<(Snapshot<Verifier>, Snapshot<Signer>, Option<Watched<()>>), Error> {
-        let caches = self.caches;
-        let (bundle_path, id_path, bundle_id) =
-            (files.bundle.clone(), files.id.clone(), id.clone());
-        let verifier = Watched::new(
-            &files.bundle,
-            move |bytes: &[u8]| {
-                parse_bundle(bytes, &bundle_path, &bundle_id, &id_path).map(|v| caches.verifier(v))
-            },
-            self.watch.clone().max_size(MAX_BUNDLE_BYTES as u64),
-        )
-        .map_err(Error::from_watch)?;
-
-        let (key_path, key_id) = (files.key.clone(), id.clone());
-        let signer = Watched::new(
-            &files.key,
-            move |bytes: &[u8]| {
-                warn_if_exposed(&key_path);
-                parse_key(bytes, &key_path, &key_id).map(|k| caches.signer(k))
-            },
-            self.watch.clone().max_size(MAX_KEY_FILE_BYTES),
-        )
-        .map_err(Error::from_watch)?;
-
-        // The identity file is read once: a process cannot change who it is.
-        // If the file changes anyway, say that a restart is needed.
-        let (started_as, id_path) = (id.clone(), files.id.clone());
-        let id_watch = Watched::new(
-            &files.id,
-            move |bytes: &[u8]| {
-                let now = std::str::from_utf8(bytes).map(str::trim_end).unwrap_or("");
-                if now != started_as.as_str() {
-                    tracing::warn!(
-                        target: "spiffile",
-                        "identity file {} changed (it no longer says `{started_as}`); this process keeps its identity until it is restarted",
-                        id_path.display()
-                    );
-                }
-                Ok::<(), Error>(())
-            },
-            self.watch.clone().max_size(MAX_ID_FILE_BYTES),
-        )
-        .map_err(Error::from_watch)?;
-        Ok((
-            Snapshot::Watched(verifier),
-            Snapshot::Watched(signer),
-            Some(id_watch),
-        ))
-    }
+/// The identity file is read once: a process cannot change who it is. If
+/// the file changes anyway, say that a restart is needed. (Followed by the
+/// same process-wide worker as the key and bundle: no thread of its own.)
+fn watch_id_file(
+    path: &Path,
+    started_as: &SpiffeId,
+    watch: WatchOptions,
+) -> Result<Watched<(), Error>, Error> {
+    let (started_as, id_path) = (started_as.clone(), path.to_owned());
+    Watched::new(
+        path,
+        move |bytes: &[u8]| {
+            let now = std::str::from_utf8(bytes).map(str::trim_end).unwrap_or("");
+            if now != started_as.as_str() {
+                tracing::warn!(
+                    target: "spiffile",
+                    "identity file {} changed (it no longer says `{started_as}`); this process keeps its identity until it is restarted",
+                    id_path.display()
+                );
+            }
+            Ok(())
+        },
+        watch.max_size(MAX_ID_FILE_BYTES),
+    )
+    .map_err(Error::from_watch)
 }
 
 /// Reads the identity file: one SPIFFE ID, trailing whitespace ignored.
@@ -303,11 +294,6 @@ pub(crate) fn parse_bundle(
     Ok(Verifier::new(&bundle))
 }
 
-fn read_bundle(path: &Path, id: &SpiffeId, id_path: &Path) -> Result<Verifier, Error> {
-    let bytes = read_limited(path, MAX_BUNDLE_BYTES as u64)?;
-    parse_bundle(&bytes, path, id, id_path)
-}
-
 /// Parses a private key file into a signer for `id`.
 pub(crate) fn parse_key(bytes: &[u8], path: &Path, id: &SpiffeId) -> Result<Signer, Error> {
     Signer::from_pkcs8_pem(id.clone(), bytes).map_err(|source| Error::Key {
@@ -316,22 +302,15 @@ pub(crate) fn parse_key(bytes: &[u8], path: &Path, id: &SpiffeId) -> Result<Sign
     })
 }
 
-fn read_key(path: &Path, id: &SpiffeId) -> Result<Signer, Error> {
-    let bytes = read_limited(path, MAX_KEY_FILE_BYTES)?;
-    warn_if_exposed(path);
-    parse_key(&bytes, path, id)
-}
-
 struct Inner {
     id: SpiffeId,
     files: IdentityFiles,
     ttl: Duration,
     verify: VerifyOptions,
-    caches: Caches,
-    verifier: Snapshot<Verifier>,
-    signer: Snapshot<Signer>,
+    verifier: Watched<Verifier, Error>,
+    signer: Watched<Signer, Error>,
     /// Kept alive only to warn when the identity file changes.
-    _id_watch: Option<Watched<()>>,
+    _id_watch: Option<Watched<(), Error>>,
 }
 
 /// A workload identity: its SPIFFE ID, its signing key, and the trust bundle.
@@ -439,22 +418,17 @@ impl Identity {
     /// With hot reload on (the default) this is never needed; it makes a
     /// change visible synchronously, e.g. in tests.
     pub fn reload(&self) -> Result<(), Error> {
-        let (inner, files) = (&self.inner, &self.inner.files);
-        let bundle = inner.verifier.reload(|| {
-            read_bundle(&files.bundle, &inner.id, &files.id).map(|v| inner.caches.verifier(v))
-        });
-        let key = inner
-            .signer
-            .reload(|| read_key(&files.key, &inner.id).map(|k| inner.caches.signer(k)));
-        bundle.and(key)
+        let bundle = self.inner.verifier.reload();
+        let key = self.inner.signer.reload();
+        bundle.and(key).map(drop).map_err(Error::from_watch)
     }
 
     /// The generation, load time and health of the bundle and key, for
     /// health endpoints and metrics.
     pub fn status(&self) -> Status {
         Status {
-            bundle: self.inner.verifier.status(),
-            key: self.inner.signer.status(),
+            bundle: FileStatus::of(self.inner.verifier.status()),
+            key: FileStatus::of(self.inner.signer.status()),
         }
     }
 

@@ -26,7 +26,7 @@ mod error;
 mod files;
 mod identity;
 pub mod provision;
-mod snapshot;
+mod status;
 
 pub use spiffile_bundle as bundle;
 pub use spiffile_id as id;
@@ -36,6 +36,6 @@ pub use spiffile_watch as watch;
 pub use error::Error;
 pub use files::{ENV_BUNDLE_FILE, ENV_DIR, ENV_ID_FILE, ENV_KEY_FILE, IdentityFiles};
 pub use identity::{Identity, IdentityBuilder};
-pub use snapshot::{FileStatus, Status};
 pub use spiffile_id::{SpiffeId, TrustDomain};
 pub use spiffile_svid::{Caller, Claims, Reason, TokenError};
+pub use status::{FileStatus, Status};

@@ -295,10 +295,19 @@ fn status_and_manual_mode() {
     std::fs::write(root.bundle_path(), "nope").unwrap();
     assert!(fixed.reload().is_err());
     assert!(fixed.status().bundle.last_error.is_some());
+    // The good bundle back: served again, but it is what was served, so
+    // the generation stays (it counts changes of what is served).
     root.write_bundle();
     fixed.reload().unwrap();
-    assert_eq!(fixed.status().bundle.generation, 2);
+    assert_eq!(fixed.status().bundle.generation, 1);
     assert!(fixed.status().is_current());
+    root.add("billing");
+    fixed.reload().unwrap();
+    assert_eq!(fixed.status().bundle.generation, 2);
+    assert_eq!(fixed.bundle_generation(), 2);
+    assert!(fixed.status().is_current());
+    fixed.reload().unwrap();
+    assert_eq!(fixed.status().bundle.generation, 2);
 
     let watched = root.identity("orders");
     let st = watched.status();

@@ -199,7 +199,10 @@ fn a_key_readable_by_group_or_others_is_warned_about_by_name_and_mode() {
         assert_eq!(logs.contains("WARN"), warned, "{mode:o}:\n{logs}");
         // Not an error: the identity works (Kubernetes Secrets are 0644).
         assert!(identity.token(identity.id()).is_ok());
-        // The reload path warns too.
+        // The reload path warns too, for a rotated key (an unchanged file
+        // is not parsed again). Writing in place keeps the mode.
+        let rotated = spiffile::svid::generate_pkcs8_pem().unwrap();
+        std::fs::write(&key_path, rotated.as_bytes()).unwrap();
         let (_, logs) = captured(|| identity.reload().unwrap());
         assert_eq!(logs.contains(&expected), warned, "reload {mode:o}:\n{logs}");
     }

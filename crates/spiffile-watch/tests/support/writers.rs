@@ -137,6 +137,94 @@ pub fn update(style: Style, path: &Path, content: &[u8]) {
     }
 }
 
+/// Creates several files in `dir` the way `style` lays them out (one
+/// Kubernetes volume holding them all); returns their visible paths.
+pub fn setup_files(style: Style, dir: &Path, files: &[(&str, &[u8])]) -> Vec<PathBuf> {
+    if style == Style::Kubernetes {
+        let ts = k8s_dir_name();
+        fs::create_dir(dir.join(&ts)).unwrap();
+        for (name, content) in files {
+            fs::write(dir.join(&ts).join(name), content).unwrap();
+        }
+        symlink(&ts, dir.join("..data"));
+        for (name, _) in files {
+            symlink(Path::new("..data").join(name), dir.join(name));
+        }
+    } else {
+        for (name, content) in files {
+            fs::write(dir.join(name), content).unwrap();
+        }
+    }
+    files.iter().map(|(name, _)| dir.join(name)).collect()
+}
+
+/// Changes several files of `dir` (made by [`setup_files`] or [`setup`])
+/// to the given complete state: every file listed gets its content, and,
+/// with `remove`, files of the directory not listed are removed.
+///
+/// Kubernetes: one `..data` swap to a directory holding exactly `files`,
+/// then the visible links of new files are created and those of removed
+/// files deleted (kubelet's order), then the old directory is deleted.
+/// Other styles: each listed file is written one after the other with the
+/// style (a file that does not exist yet is created plainly), then the
+/// others are removed.
+pub fn update_files(style: Style, dir: &Path, files: &[(&str, &[u8])], remove: bool) {
+    let visible: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    if style == Style::Kubernetes {
+        let old_target = fs::read_link(dir.join("..data")).unwrap();
+        let ts = k8s_dir_name();
+        fs::create_dir(dir.join(&ts)).unwrap();
+        let mut names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+        if !remove {
+            // Unchanged files carry over into the new directory.
+            for name in &visible {
+                if !names.contains(&name.as_str()) {
+                    fs::copy(dir.join(&old_target).join(name), dir.join(&ts).join(name)).unwrap();
+                }
+            }
+        }
+        for (name, content) in files {
+            fs::write(dir.join(&ts).join(name), content).unwrap();
+        }
+        symlink(&ts, dir.join("..data_tmp"));
+        fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+        for (name, _) in files {
+            if !visible.iter().any(|v| v == name) {
+                symlink(Path::new("..data").join(name), dir.join(name));
+            }
+        }
+        if remove {
+            names.sort_unstable();
+            for name in &visible {
+                if names.binary_search(&name.as_str()).is_err() {
+                    fs::remove_file(dir.join(name)).unwrap();
+                }
+            }
+        }
+        fs::remove_dir_all(dir.join(old_target)).unwrap();
+        return;
+    }
+    for (name, content) in files {
+        let path = dir.join(name);
+        if visible.iter().any(|v| v == name) {
+            update(style, &path, content);
+        } else {
+            fs::write(&path, content).unwrap();
+        }
+    }
+    if remove {
+        for name in &visible {
+            if !files.iter().any(|(n, _)| n == name) {
+                fs::remove_file(dir.join(name)).unwrap();
+            }
+        }
+    }
+}
+
 /// The test payload format: `v=<letters>;` (anything else is rejected, so a
 /// half-written or empty file never parses).
 pub fn payload(letter: char, len: usize) -> Vec<u8> {
