@@ -115,9 +115,12 @@ fn follow(style: Style, options: WatchOptions) -> Duration {
         }
         worst = worst.max(observe(&pair, &text(old), &text(new)));
     }
-    wait_until("settled", || pair.status().is_current());
+    // The status is published right after the value it describes.
+    wait_until("settled", || {
+        let status = pair.status();
+        status.is_current() && status.generation == 3
+    });
     let status = pair.status();
-    assert_eq!(status.generation, 3);
     assert_eq!(status.files.len(), 2);
     for file in &status.files {
         assert_eq!(file.generation, 3, "{file:?}");

@@ -169,12 +169,17 @@ pub fn setup_files(style: Style, dir: &Path, files: &[(&str, &[u8])]) -> Vec<Pat
 /// style (a file that does not exist yet is created plainly), then the
 /// others are removed.
 pub fn update_files(style: Style, dir: &Path, files: &[(&str, &[u8])], remove: bool) {
-    let visible: Vec<String> = fs::read_dir(dir)
+    let mut visible: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| !n.starts_with('.'))
         .collect();
     if style == Style::Kubernetes {
+        // The volume's files are its visible links; anything else in the
+        // directory is not part of it.
+        visible.retain(|n| {
+            fs::symlink_metadata(dir.join(n)).is_ok_and(|m| m.file_type().is_symlink())
+        });
         let old_target = fs::read_link(dir.join("..data")).unwrap();
         let ts = k8s_dir_name();
         fs::create_dir(dir.join(&ts)).unwrap();
