@@ -10,7 +10,7 @@ pub const DEFAULT_MAX_FILES: usize = 1024;
 /// Default [`DirSource::max_total_size`] (64 MiB).
 pub const DEFAULT_MAX_TOTAL_SIZE: u64 = 64 * 1024 * 1024;
 /// Default [`DirSource::removal_grace`].
-pub const DEFAULT_REMOVAL_GRACE: Duration = Duration::from_millis(50);
+pub const DEFAULT_REMOVAL_GRACE: Duration = Duration::from_millis(25);
 /// Longest accepted [`DirSource::removal_grace`]; longer values are clamped.
 pub const MAX_REMOVAL_GRACE: Duration = Duration::from_secs(1);
 
@@ -36,7 +36,7 @@ pub const MAX_REMOVAL_GRACE: Duration = Duration::from_secs(1);
 ///     .pattern("*.json")
 ///     .max_files(256)
 ///     .max_total_size(16 * 1024 * 1024)
-///     .removal_grace(Duration::from_millis(50));
+///     .removal_grace(Duration::from_millis(25));
 /// assert!(bundles.matches("example.org.json"));
 /// assert!(!bundles.matches("README"));
 /// assert!(!bundles.matches(".example.org.json.tmp"));
@@ -107,7 +107,7 @@ impl DirSource {
     }
 
     /// How long a file that vanished keeps its place in the value (default
-    /// 50 ms, at most [`MAX_REMOVAL_GRACE`]).
+    /// 25 ms, at most [`MAX_REMOVAL_GRACE`]).
     ///
     /// Writers that delete and recreate a file leave it missing for a
     /// moment; within the grace the value does not lose it. A file that

@@ -236,7 +236,7 @@
 //! ```
 //!
 //! (In manual mode a removal applies at once; when following, a file that
-//! vanished keeps its place for [`DirSource::removal_grace`], 50 ms by
+//! vanished keeps its place for [`DirSource::removal_grace`], 25 ms by
 //! default, so delete-and-recreate writers do not make it flicker.)
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

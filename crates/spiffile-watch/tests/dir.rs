@@ -110,7 +110,7 @@ fn follow(style: Style, options: WatchOptions) -> Duration {
     update_files(style, dir, &[("a.json", &c)], false);
     let s1 = table(&[("a.json", &c), ("b.json", &b)]);
     // A file missing for 50 ms may be seen removed (it was, for longer than
-    // the 50 ms grace); no other writer makes it flicker.
+    // the 25 ms grace); no other writer makes it flicker.
     let without_a = table(&[("b.json", &b)]);
     let allowed: Vec<&Table> = match style {
         Style::MissingMoment => vec![&s0, &without_a],
