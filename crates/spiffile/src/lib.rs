@@ -15,7 +15,8 @@
 //!
 //! The layers underneath are re-exported as modules, each usable alone:
 //! [`id`] (SPIFFE IDs), [`bundle`] (the bundle document), [`svid`] (JWT-SVID
-//! mint and verify), [`watch`] (hot reload of a file-backed value) and
+//! mint and verify), [`watch`] (hot reload of values parsed from files, file
+//! pairs and directories) and
 //! [`provision`] (creating, rotating and revoking identities in a root, plus
 //! [`provision::load_identity`]). The `spiffile` command line (crate
 //! `spiffile-cli`) wraps them.
