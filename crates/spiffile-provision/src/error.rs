@@ -154,6 +154,53 @@ pub enum Error {
         /// The system error.
         source: io::Error,
     },
+    /// The root has no X.509 CA yet.
+    #[error(
+        "{} has no X.509 CA (no x509/ca.pem); create it with `spiffile x509 init {}`",
+        root.display(), root.display()
+    )]
+    NoCa {
+        /// The root.
+        root: PathBuf,
+    },
+    /// `init_ca` on a root that already has a CA.
+    #[error(
+        "{} already has an X.509 CA (x509/ca.pem); rotate it with `spiffile x509 rotate-ca {}`",
+        root.display(), root.display()
+    )]
+    CaExists {
+        /// The root.
+        root: PathBuf,
+    },
+    /// A certificate file (the CA, an SVID, the X.509 bundle) cannot be
+    /// read.
+    #[error("{}: {problem}", path.display())]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (never key material).
+        problem: String,
+    },
+    /// rcgen could not make a certificate.
+    #[error("cannot make the {what}: {message}")]
+    CertificateGeneration {
+        /// Which certificate.
+        what: String,
+        /// rcgen's message.
+        message: String,
+    },
+    /// Retiring the old CAs would leave X.509-SVIDs that chain to them
+    /// without a root.
+    #[error(
+        "the old CA still signs the X.509-SVIDs of {}; renew them first (`spiffile x509 renew {} --within 0`)",
+        services.join(", "), root.display()
+    )]
+    OldCaInUse {
+        /// The root.
+        root: PathBuf,
+        /// The services whose SVID an old CA signed.
+        services: Vec<String>,
+    },
 }
 
 impl From<IoFailure> for Error {

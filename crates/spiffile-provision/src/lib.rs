@@ -83,6 +83,7 @@ mod remove;
 mod repair;
 mod rotate;
 mod service_files;
+pub mod x509;
 
 pub use add::{AddAction, Added, add_service};
 pub use env::{ServiceEnv, service_env};
