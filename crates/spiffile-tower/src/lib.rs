@@ -7,7 +7,8 @@
 //!   the request extensions; refuses with `401` (gRPC `UNAUTHENTICATED`).
 //! * [`AuthorizeLayer`] / [`Allow`] (server): per route or router, lets only
 //!   allowed callers through; `403` (gRPC `PERMISSION_DENIED`) for the rest.
-//! * [`Caller`] (feature `axum`): the verified caller as a handler argument.
+//! * [`Caller`]: the verified caller, by JWT-SVID or by X.509-SVID; with
+//!   the `axum` feature, a handler argument.
 //! * [`AddTokenLayer`] (client): adds a fresh token for each request's
 //!   target, chosen by host or per request ([`Audience`]); for hyper-util's
 //!   client and tonic channels.
@@ -18,7 +19,7 @@
 //! never logged. tonic needs no feature: the layers are plain tower layers
 //! (`Server::builder().layer(…)`, `ServiceBuilder::new().layer(…).service(channel)`),
 //! and a tonic handler reads the caller with
-//! `request.extensions().get::<spiffile::Caller>()`.
+//! `request.extensions().get::<spiffile_tower::Caller>()`.
 //!
 //! # axum in ten lines
 //!
@@ -85,17 +86,23 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod body;
+mod caller;
 mod client;
+#[cfg(feature = "tls")]
+mod mtls;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod server;
 
 #[cfg(feature = "axum")]
-pub use crate::axum::{Caller, NoVerifiedCaller};
+pub use crate::axum::NoVerifiedCaller;
 #[cfg(feature = "reqwest")]
 pub use crate::reqwest::RequestBuilderExt;
 pub use body::ResponseBody;
+pub use caller::{Caller, Credential};
 pub use client::{AddToken, AddTokenFuture, AddTokenLayer, Audience, BoxError, OutboundError};
+#[cfg(feature = "tls")]
+pub use mtls::{HANDSHAKE_TIMEOUT, MtlsConnectInfo, serve_mtls, serve_mtls_with_shutdown};
 pub use server::{
     Allow, Authenticate, AuthenticateLayer, Authorize, AuthorizeLayer, ResponseFuture,
 };

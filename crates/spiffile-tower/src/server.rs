@@ -11,10 +11,11 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
-use spiffile::{Caller, Identity, SpiffeId};
+use spiffile::{Identity, SpiffeId, TrustDomain};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::Caller;
 use crate::body::ResponseBody;
 
 const TARGET: &str = "spiffile_tower";
@@ -22,8 +23,11 @@ const TARGET: &str = "spiffile_tower";
 // ---------------------------------------------------------------------------
 // Allow
 
-/// Which verified callers may pass: a set of SPIFFE IDs, a predicate, or
-/// anyone the bundle knows.
+/// Which verified callers may pass: a set of SPIFFE IDs, the members of
+/// trust domains, a predicate, or anyone who verifies. The same vocabulary
+/// as `spiffile_tls::Allow` (which applies it inside the TLS handshake);
+/// here it applies to a [`Caller`] whatever its credential (JWT-SVID or
+/// X.509-SVID).
 ///
 /// ```
 /// use spiffile_tower::Allow;
@@ -41,6 +45,7 @@ pub struct Allow {
 enum Rule {
     Any,
     Ids(Arc<HashSet<SpiffeId>>),
+    TrustDomains(Arc<HashSet<TrustDomain>>),
     Predicate(Arc<dyn Fn(&Caller) -> bool + Send + Sync>),
 }
 
@@ -57,6 +62,18 @@ impl Allow {
         }
     }
 
+    /// Every member of `trust_domain`.
+    pub fn trust_domain(trust_domain: TrustDomain) -> Self {
+        Self::trust_domains([trust_domain])
+    }
+
+    /// Every member of these trust domains.
+    pub fn trust_domains(trust_domains: impl IntoIterator<Item = TrustDomain>) -> Self {
+        Allow {
+            rule: Rule::TrustDomains(Arc::new(trust_domains.into_iter().collect())),
+        }
+    }
+
     /// Callers for which `allowed` returns true.
     pub fn predicate(allowed: impl Fn(&Caller) -> bool + Send + Sync + 'static) -> Self {
         Allow {
@@ -69,6 +86,7 @@ impl Allow {
         match &self.rule {
             Rule::Any => true,
             Rule::Ids(ids) => ids.contains(caller.id()),
+            Rule::TrustDomains(tds) => tds.contains(caller.id().trust_domain()),
             Rule::Predicate(allowed) => allowed(caller),
         }
     }
@@ -82,6 +100,11 @@ impl fmt::Debug for Allow {
                 let mut ids: Vec<&str> = ids.iter().map(SpiffeId::as_str).collect();
                 ids.sort_unstable();
                 f.debug_tuple("Allow::ids").field(&ids).finish()
+            }
+            Rule::TrustDomains(tds) => {
+                let mut tds: Vec<&str> = tds.iter().map(TrustDomain::as_str).collect();
+                tds.sort_unstable();
+                f.debug_tuple("Allow::trust_domains").field(&tds).finish()
             }
             Rule::Predicate(_) => f.write_str("Allow::predicate(..)"),
         }
@@ -321,7 +344,7 @@ impl<S> Authenticate<S> {
         &self.inner
     }
 
-    fn check<B>(&self, request: &Request<B>) -> Result<Caller, Refusal> {
+    fn check<B>(&self, request: &Request<B>) -> Result<spiffile::Caller, Refusal> {
         let config = &self.config;
         let method = request.method().as_str();
         let path = request.uri().path();
@@ -357,7 +380,7 @@ impl<S> Authenticate<S> {
                 return Err(Refusal::Internal);
             }
         };
-        if !config.allow.allows(&caller) {
+        if !config.allow.allows(&Caller::from(caller.clone())) {
             tracing::info!(
                 target: TARGET, method, path, caller = %caller.id(), reason = "forbidden",
                 "request refused: 403: caller not allowed"
@@ -384,6 +407,12 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         match self.check(&request) {
             Ok(caller) => {
+                // Both forms: tonic handlers and older code read
+                // `spiffile::Caller`; Allow, the extractor and code that does
+                // not care about the credential read `spiffile_tower::Caller`.
+                request
+                    .extensions_mut()
+                    .insert(Caller::from(caller.clone()));
                 request.extensions_mut().insert(caller);
                 ResponseFuture::inner(self.inner.call(request))
             }

@@ -42,10 +42,62 @@ pub struct Renewed {
 ///
 /// [`Error::NoCa`], [`Error::InvalidName`], I/O errors.
 pub fn issue_svid(root: impl AsRef<Path>, name: &str, ttl: Duration) -> Result<Issued, Error> {
+    issue_svid_with(root, name, &IssueOptions::ttl(ttl))
+}
+
+/// How [`issue_svid_with`] makes an SVID.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct IssueOptions {
+    /// Lifetime (default [`DEFAULT_SVID_TTL`](super::DEFAULT_SVID_TTL)).
+    pub ttl: Duration,
+    /// DNS names added as DNS SANs beside the SPIFFE ID, for peers that
+    /// check a host name (curl, browsers). SPIFFE peers ignore them: the
+    /// URI SAN is the identity. Kept by renewals.
+    pub dns_names: Vec<String>,
+}
+
+impl Default for IssueOptions {
+    fn default() -> Self {
+        IssueOptions {
+            ttl: super::DEFAULT_SVID_TTL,
+            dns_names: Vec::new(),
+        }
+    }
+}
+
+impl IssueOptions {
+    /// An SVID living `ttl`, without DNS names.
+    pub fn ttl(ttl: Duration) -> Self {
+        IssueOptions {
+            ttl,
+            ..IssueOptions::default()
+        }
+    }
+
+    /// Adds a DNS SAN.
+    #[must_use]
+    pub fn dns_name(mut self, name: impl Into<String>) -> Self {
+        self.dns_names.push(name.into());
+        self
+    }
+}
+
+/// [`issue_svid`] with [`IssueOptions`] (DNS SANs).
+///
+/// # Errors
+///
+/// As [`issue_svid`]; [`Error::CertificateGeneration`] for a DNS name that
+/// is not IA5 text.
+pub fn issue_svid_with(
+    root: impl AsRef<Path>,
+    name: &str,
+    options: &IssueOptions,
+) -> Result<Issued, Error> {
     let open = X509Root::write(root.as_ref())?;
     let ca = load_ca(&open)?;
     let (name, id, dir) = open.service(name)?;
-    issue_one(&open, &ca, name, id, &dir, ttl)
+    issue_one(&open, &ca, name, id, &dir, options.ttl, &options.dns_names)
 }
 
 fn issue_one(
@@ -55,6 +107,7 @@ fn issue_one(
     id: SpiffeId,
     dir: &Path,
     ttl: Duration,
+    dns_names: &[String],
 ) -> Result<Issued, Error> {
     let services = dir.parent().unwrap_or(dir);
     if !services.is_dir() {
@@ -76,6 +129,16 @@ fn issue_one(
             message: e.to_string(),
         })?;
     params.subject_alt_names = vec![SanType::URI(uri)];
+    for dns in dns_names {
+        let dns =
+            dns.clone()
+                .try_into()
+                .map_err(|e: rcgen::Error| Error::CertificateGeneration {
+                    what: format!("DNS name {dns:?} of the {what}"),
+                    message: e.to_string(),
+                })?;
+        params.subject_alt_names.push(SanType::DnsName(dns));
+    }
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyAgreement,
@@ -111,6 +174,34 @@ fn issue_one(
         not_before: system_time(params.not_before.into()),
         not_after: system_time(params.not_after.into()),
     })
+}
+
+/// The DNS SANs of the SVID on disk (kept by a renewal).
+fn dns_names_of(dir: &Path) -> Vec<String> {
+    let path = dir.join(SVID_FILE);
+    let Ok(pem) = read_required(&path) else {
+        return Vec::new();
+    };
+    let Some(leaf) = certificates(&pem, &path)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+    else {
+        return Vec::new();
+    };
+    let Ok(cert) = parse(&leaf, &path) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Why an SVID on disk needs renewing, or `None` when it is fine; its
@@ -195,9 +286,10 @@ pub fn renew_svids(root: impl AsRef<Path>, fraction: f64, ttl: Duration) -> Resu
             Some(why) => {
                 let (name, id, dir) = open.service(&name)?;
                 tracing::info!(target: "spiffile::provision", %id, why, "renewing an X.509-SVID");
+                let dns_names = dns_names_of(&dir);
                 result
                     .renewed
-                    .push(issue_one(&open, &ca, name, id, &dir, ttl)?);
+                    .push(issue_one(&open, &ca, name, id, &dir, ttl, &dns_names)?);
             }
         }
     }

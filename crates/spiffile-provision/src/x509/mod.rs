@@ -56,7 +56,7 @@ use std::time::{Duration, SystemTime};
 use spiffile_id::SpiffeId;
 
 pub use ca::{CaInfo, CaOptions, Retired, init_ca, read_ca_info, retire_old_cas, rotate_ca};
-pub use issue::{Renewed, issue_svid, renew_svids};
+pub use issue::{IssueOptions, Renewed, issue_svid, issue_svid_with, renew_svids};
 
 /// The X.509 bundle of a root (the CA certificates), beside `bundle.json`.
 pub const X509_BUNDLE_FILE: &str = "bundle.pem";
