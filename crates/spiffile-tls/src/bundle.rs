@@ -61,6 +61,14 @@ impl X509Bundle {
         Self::build(trust_domain, roots, what)
     }
 
+    pub(crate) fn from_der_named(
+        trust_domain: TrustDomain,
+        roots: Vec<CertificateDer<'static>>,
+        what: &str,
+    ) -> Result<Self, Error> {
+        Self::build(trust_domain, roots, what)
+    }
+
     fn build(
         trust_domain: TrustDomain,
         roots: Vec<CertificateDer<'static>>,

@@ -52,6 +52,7 @@ mod bundle;
 mod cert;
 mod config;
 mod error;
+mod files;
 mod peer;
 mod source;
 mod svid;
@@ -63,8 +64,9 @@ pub use allow::Allow;
 pub use bundle::{X509Bundle, X509BundleSet};
 pub use config::{ServerIds, client_config, server_config};
 pub use error::{Error, Reason, Refusal};
+pub use files::X509Files;
 pub use peer::Peer;
-pub use source::X509Source;
+pub use source::{SourceStatus, X509Source};
 pub use svid::X509Svid;
 pub use verify::{Usage, verify_svid};
 

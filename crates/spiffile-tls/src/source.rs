@@ -3,9 +3,15 @@
 use std::fmt;
 use std::sync::Arc;
 
+use std::sync::Mutex;
+use std::time::SystemTime;
+
 use arc_swap::{ArcSwap, Guard};
+use spiffile_id::SpiffeId;
 
 use crate::bundle::X509BundleSet;
+use crate::error::Error;
+use crate::files::X509Files;
 use crate::svid::X509Svid;
 
 /// The X.509 material of a workload: its own [`X509Svid`] and the
@@ -24,6 +30,32 @@ pub struct X509Source {
 pub(crate) struct SourceInner {
     svid: Slot<X509Svid>,
     bundles: Slot<X509BundleSet>,
+    files: Option<X509Files>,
+    /// Why the files on disk are not what is served, per part.
+    errors: Mutex<SourceErrors>,
+}
+
+#[derive(Default, Clone)]
+struct SourceErrors {
+    svid: Option<String>,
+    bundles: Option<String>,
+}
+
+/// What an [`X509Source`] serves and whether its files agree, from
+/// [`X509Source::status`].
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct SourceStatus {
+    /// The SPIFFE ID of the SVID being served.
+    pub id: SpiffeId,
+    /// When the served SVID expires.
+    pub not_after: SystemTime,
+    /// Why the certificate and key on disk are not served (a key that does
+    /// not match its certificate yet, a file that does not parse), or
+    /// `None` when they are.
+    pub svid_error: Option<String>,
+    /// Why the bundle files on disk are not served, or `None`.
+    pub bundle_error: Option<String>,
 }
 
 enum Slot<T> {
@@ -48,7 +80,98 @@ impl X509Source {
             inner: Arc::new(SourceInner {
                 svid: Slot::Memory(ArcSwap::from_pointee(svid)),
                 bundles: Slot::Memory(ArcSwap::from_pointee(bundles)),
+                files: None,
+                errors: Mutex::new(SourceErrors::default()),
             }),
+        }
+    }
+
+    /// Reads `files` (see [`X509Files`] for the layouts): the certificate
+    /// and key as one matching pair, the bundles of the SVID's trust domain
+    /// and the federated ones. [`reload`](Self::reload) reads them again.
+    ///
+    /// # Errors
+    ///
+    /// Any [`Error`] of the files, naming the file.
+    pub fn from_files(files: X509Files) -> Result<Self, Error> {
+        let svid = files.read_svid()?;
+        let bundles = files.read_bundles(svid.id().trust_domain())?;
+        let inner = SourceInner {
+            svid: Slot::Memory(ArcSwap::from_pointee(svid)),
+            bundles: Slot::Memory(ArcSwap::from_pointee(bundles)),
+            files: Some(files),
+            errors: Mutex::new(SourceErrors::default()),
+        };
+        Ok(X509Source {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Reads the files again and serves what is valid: a certificate and
+    /// key that match replace the SVID, bundles that parse replace the
+    /// bundles; a part that fails keeps its last good value and its error
+    /// shows in [`status`](Self::status). Returns whether the SVID changed
+    /// (bundles are replaced on every successful read).
+    /// A source made with [`new`](Self::new) has no files: `Ok(false)`.
+    ///
+    /// # Errors
+    ///
+    /// The first failure (the other part is still reloaded).
+    pub fn reload(&self) -> Result<bool, Error> {
+        let Some(files) = &self.inner.files else {
+            return Ok(false);
+        };
+        let mut changed = false;
+        let mut first_error = None;
+        let mut errors = self
+            .inner
+            .errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match files.read_svid() {
+            Ok(svid) => {
+                errors.svid = None;
+                if svid.chain() != self.svid().chain() {
+                    self.set_svid(svid);
+                    changed = true;
+                }
+            }
+            Err(e) => {
+                errors.svid = Some(e.to_string());
+                first_error = Some(e);
+            }
+        }
+        let own = self.svid().id().trust_domain().clone();
+        match files.read_bundles(&own) {
+            Ok(bundles) => {
+                errors.bundles = None;
+                self.set_bundles(bundles);
+            }
+            Err(e) => {
+                errors.bundles = Some(e.to_string());
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(changed),
+        }
+    }
+
+    /// What is served and whether the files agree.
+    pub fn status(&self) -> SourceStatus {
+        let errors = self
+            .inner
+            .errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let svid = self.svid();
+        SourceStatus {
+            id: svid.id().clone(),
+            not_after: svid.not_after(),
+            svid_error: errors.svid,
+            bundle_error: errors.bundles,
         }
     }
 
