@@ -65,7 +65,7 @@ pub use bundle::{X509Bundle, X509BundleSet};
 pub use config::{ServerIds, client_config, server_config};
 pub use error::{Error, Reason, Refusal};
 pub use files::X509Files;
-pub use peer::Peer;
+pub use peer::{Peer, spiffe_id_of};
 pub use source::{SourceStatus, X509Source};
 pub use svid::X509Svid;
 pub use verify::{Usage, verify_svid};

@@ -76,6 +76,21 @@ impl Peer {
     }
 }
 
+/// The SPIFFE ID of a DER certificate: its only URI SAN, which must be a
+/// SPIFFE ID. This **does not verify** the certificate (use
+/// [`verify_svid`](crate::verify_svid)); it is the step that names a peer
+/// whose chain a handshake already verified.
+///
+/// # Errors
+///
+/// [`Reason::Malformed`](crate::Reason::Malformed),
+/// [`NoUriSan`](crate::Reason::NoUriSan),
+/// [`TooManyUriSans`](crate::Reason::TooManyUriSans),
+/// [`NotSpiffeId`](crate::Reason::NotSpiffeId).
+pub fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId, crate::Refusal> {
+    cert::spiffe_id(&cert::parse(der)?)
+}
+
 impl PartialEq for Peer {
     fn eq(&self, other: &Self) -> bool {
         self.inner.chain == other.inner.chain
