@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::output::Failure;
 use crate::{
-    add, bundle, completions, demo, env, init, inspect, list, remove, rotate, token, verify,
+    add, bundle, completions, demo, env, init, inspect, list, remove, rotate, token, verify, x509,
 };
 
 const ABOUT: &str = "SPIFFE workload identities as plain files: provision a trust domain, mint and verify JWT-SVIDs";
@@ -20,6 +20,7 @@ Examples:
   spiffile verify --dir ./billing-files < token.txt   (prints the caller's SPIFFE ID)
   spiffile rotate ./idroot orders                   new key first, old key kept
   spiffile revoke-old ./idroot orders               end the overlap: drop the old key
+  spiffile x509 init ./idroot && spiffile x509 issue ./idroot orders   X.509-SVIDs for mTLS
 
 Exit codes: 0 success, 1 the operation failed (token rejected, bundle problems),
 2 usage or configuration error.";
@@ -49,6 +50,9 @@ enum Command {
     /// Check or reformat a bundle file.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// X.509-SVIDs for mTLS from the root's own CA: init, issue, renew, rotate-ca.
+    #[command(subcommand)]
+    X509(x509::X509Command),
     /// Provision a throw-away trust domain and show minting, impersonation
     /// and audience refusals, rotation and revocation, checking each outcome.
     Demo,
@@ -69,6 +73,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Verify(args) => args.run(),
         Command::Inspect(args) => args.run(),
         Command::Bundle(command) => command.run(),
+        Command::X509(command) => command.run(),
         Command::Demo => demo::run(),
         Command::Completions(args) => args.run(),
     }

@@ -9,24 +9,54 @@ use serde_json::{Map, Value};
 use crate::output::{Failure, out};
 use crate::token_input::{TokenInput, read_token};
 
-/// Decode a token WITHOUT verifying it: header, claims, dates, remaining
-/// lifetime.
+/// Decode a token WITHOUT verifying it (header, claims, dates, remaining
+/// lifetime), or show a PEM certificate chain (SPIFFE ID, validity, issuer,
+/// key usage, whether it is a valid X.509-SVID).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "The output is labelled UNVERIFIED: anyone can write these values.\n\nExample:\n  spiffile inspect \"$TOKEN\""
+    after_help = "A token's output is labelled UNVERIFIED: anyone can write these values.\n\nExamples:\n  spiffile inspect \"$TOKEN\"\n  spiffile inspect ./idroot/services/orders/svid.pem --bundle ./idroot/bundle.pem"
 )]
 pub struct InspectArgs {
-    /// The token, or `-` for standard input (the default).
+    /// The token, a PEM certificate file, or `-` for standard input (the default).
     token: Option<OsString>,
+    /// For a certificate: also validate its chain against this PEM bundle.
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<std::path::PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
+/// Largest certificate file read.
+const MAX_PEM: u64 = 1024 * 1024;
+
 impl InspectArgs {
     /// Runs `spiffile inspect`.
     pub fn run(self) -> Result<(), Failure> {
+        if let Some(arg) = &self.token {
+            let path = std::path::Path::new(arg);
+            if arg != "-" && path.is_file() {
+                let bytes = spiffile::watch::read_regular_file(path, MAX_PEM)
+                    .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+                if crate::x509_inspect::is_pem_certificate(&bytes) {
+                    return crate::x509_inspect::inspect(&bytes, self.bundle.as_deref(), self.json);
+                }
+                return Err(Failure::usage(format!(
+                    "{} holds no PEM certificate; give a token as text",
+                    path.display()
+                )));
+            }
+        }
         let token = read_token(self.token)?;
+        if let TokenInput::Text(text) = &token
+            && crate::x509_inspect::is_pem_certificate(text.as_bytes())
+        {
+            return crate::x509_inspect::inspect(
+                text.as_bytes(),
+                self.bundle.as_deref(),
+                self.json,
+            );
+        }
         inspect(&token, self.json)
     }
 }

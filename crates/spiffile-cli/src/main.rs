@@ -23,6 +23,8 @@ mod rotate;
 mod token;
 mod token_input;
 mod verify;
+mod x509;
+mod x509_inspect;
 
 use std::process::ExitCode;
 

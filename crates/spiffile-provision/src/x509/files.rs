@@ -14,7 +14,9 @@ use zeroize::Zeroizing;
 
 use super::{CA_FILE, SVID_FILE, SVID_KEY_FILE, X509_BUNDLE_FILE, X509_DIR};
 use crate::error::Error;
-use crate::fsutil::{self, RESERVED_PREFIX, TEMP_PREFIX, read_optional, remove_if_present, sync_dir};
+use crate::fsutil::{
+    self, RESERVED_PREFIX, TEMP_PREFIX, read_optional, remove_if_present, sync_dir,
+};
 use crate::lock::{self, RootLock};
 use crate::{BUNDLE_FILE, ID_FILE, KEY_FILE, LOCK_FILE, SERVICES_DIR};
 
