@@ -19,6 +19,10 @@ use crate::python;
 
 const USAGE: &str = "usage: cargo xtask bench [--skip-criterion] [--skip-callgrind] [--skip-python] [-- <criterion filter>]";
 
+/// The criterion bench targets of `spiffile-bench`: JWT-SVIDs, then mTLS
+/// handshakes.
+const BENCHES: [&str; 2] = ["spiffile", "mtls"];
+
 /// Operations per callgrind run.
 const ICOUNT_OPS: u32 = 200;
 /// Rounds of the paired, interleaved timing (about 20 s on 2 cores).
@@ -63,19 +67,21 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
 
     if opts.criterion {
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(root)
-            .args(["bench", "-p", "spiffile-bench", "--bench", "spiffile", "--"])
-            .args(&opts.filter);
-        eprintln!(
-            "xtask: cargo bench -p spiffile-bench --bench spiffile -- {}",
-            opts.filter.join(" ")
-        );
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot run cargo bench: {e}"))?;
-        if !status.success() {
-            return Err(format!("cargo bench failed ({status})"));
+        for bench in BENCHES {
+            let mut cmd = Command::new(&cargo);
+            cmd.current_dir(root)
+                .args(["bench", "-p", "spiffile-bench", "--bench", bench, "--"])
+                .args(&opts.filter);
+            eprintln!(
+                "xtask: cargo bench -p spiffile-bench --bench {bench} -- {}",
+                opts.filter.join(" ")
+            );
+            let status = cmd
+                .status()
+                .map_err(|e| format!("cannot run cargo bench: {e}"))?;
+            if !status.success() {
+                return Err(format!("cargo bench failed ({status})"));
+            }
         }
     }
 
@@ -215,6 +221,15 @@ fn instruction_counts(root: &Path, cargo: &std::ffi::OsStr) -> Result<Vec<(Strin
 
 /// The path of the compiled benchmark binary (built if needed).
 fn bench_executable(root: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf, String> {
+    bench_executable_named(root, cargo, "spiffile")
+}
+
+/// The path of the compiled bench target `name` (built if needed).
+fn bench_executable_named(
+    root: &Path,
+    cargo: &std::ffi::OsStr,
+    name: &str,
+) -> Result<PathBuf, String> {
     let out = Command::new(cargo)
         .current_dir(root)
         .args([
@@ -222,7 +237,7 @@ fn bench_executable(root: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf, Str
             "-p",
             "spiffile-bench",
             "--bench",
-            "spiffile",
+            name,
             "--no-run",
             "--message-format=json",
         ])
@@ -234,7 +249,7 @@ fn bench_executable(root: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf, Str
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout
         .lines()
-        .filter(|l| l.contains("\"name\":\"spiffile\"") && l.contains("\"bench\""))
+        .filter(|l| l.contains(&format!("\"name\":\"{name}\"")) && l.contains("\"bench\""))
         .find_map(|l| {
             let start = l.find("\"executable\":\"")? + 14;
             let end = start + l[start..].find('"')?;
@@ -246,9 +261,20 @@ fn bench_executable(root: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf, Str
 /// Paired, interleaved ratios (`SPIFFILE_PAIRED` mode of the benchmark
 /// binary): id, median, first and third quartile.
 fn paired_ratios(root: &Path, cargo: &std::ffi::OsStr) -> Result<Vec<(String, [f64; 3])>, String> {
-    let exe = bench_executable(root, cargo)?;
-    eprintln!("xtask: paired, interleaved timing ({PAIRED_ROUNDS} rounds) ...");
-    let out = Command::new(&exe)
+    let mut rows = Vec::new();
+    for bench in BENCHES {
+        let exe = bench_executable_named(root, cargo, bench)?;
+        rows.extend(paired_ratios_of(&exe)?);
+    }
+    Ok(rows)
+}
+
+fn paired_ratios_of(exe: &Path) -> Result<Vec<(String, [f64; 3])>, String> {
+    eprintln!(
+        "xtask: paired, interleaved timing of {} ({PAIRED_ROUNDS} rounds) ...",
+        exe.display()
+    );
+    let out = Command::new(exe)
         .env("SPIFFILE_PAIRED", PAIRED_ROUNDS.to_string())
         .output()
         .map_err(|e| format!("{}: {e}", exe.display()))?;
@@ -483,6 +509,36 @@ fn render(
             (&py_label, py_mint),
         ],
     );
+    block(
+        w,
+        "mTLS handshake (full, in memory, same certificates)",
+        (
+            "mtls/handshake_stock_webpki",
+            "rustls with stock WebPkiClientVerifier / WebPkiServerVerifier",
+        ),
+        &[(
+            "spiffile-tls `server_config` / `client_config`",
+            t("mtls/handshake_spiffile"),
+        )],
+    );
+    let _ = writeln!(w, "| per-handshake parts of spiffile-tls | time |");
+    let _ = writeln!(w, "|---|---:|");
+    for (id, label) in [
+        (
+            "mtls_parts/snapshot_loads",
+            "snapshot loads (certificate + bundles)",
+        ),
+        (
+            "mtls_parts/spiffe_id_extraction",
+            "SPIFFE ID read from the leaf",
+        ),
+    ] {
+        let cell = t(id).map_or("–".to_owned(), |x| {
+            format!("{} ({})", fmt_time(x.min), fmt_time(x.median))
+        });
+        let _ = writeln!(w, "| {label} | {cell} |");
+    }
+    let _ = writeln!(w);
     block(
         w,
         "read path: `verify` of a repeated token",

@@ -384,3 +384,46 @@ async fn authorization_on_the_spiffe_id_in_the_handshake() {
     let (_, c) = handshake(mallory_server, client, "localhost").await;
     assert_eq!(Reason::of(&c.unwrap_err()), Some(Reason::NotAllowed));
 }
+
+/// Why these checks are ours to make: rustls' stock client verifier, given
+/// the same bundle, accepts leaves the X509-SVID standard refuses. If this
+/// test ever fails, the stock verifier learned the rule (good news; the
+/// docs then need an update).
+#[tokio::test]
+async fn stock_webpki_verifier_accepts_what_the_standard_refuses() {
+    let w = world();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(w.ca.der.clone()).unwrap();
+    let stock_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        spiffile_tls::provider().clone(),
+    )
+    .build()
+    .unwrap();
+    let stock = Arc::new(
+        rustls::ServerConfig::builder_with_provider(spiffile_tls::provider().clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(stock_verifier)
+            .with_cert_resolver(Arc::new(common::tls::Fixed(w.billing.certified_key()))),
+    );
+    let two_sans = w.ca.leaf_with(ORDERS, |p| {
+        p.subject_alt_names
+            .push(SanType::URI(BILLING.try_into().unwrap()));
+    });
+    let cert_sign = w.ca.leaf_with(ORDERS, |p| {
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyCertSign,
+        ];
+    });
+    for leaf in [two_sans, cert_sign] {
+        let (s, _) = handshake(
+            stock.clone(),
+            presenting_client(leaf.certified_key()),
+            "billing",
+        )
+        .await;
+        assert!(s.is_ok(), "the stock verifier accepted it: {s:?}");
+    }
+}
