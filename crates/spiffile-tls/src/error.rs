@@ -260,10 +260,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A file of a watched source failed, or a file-watching thread could
-    /// not be started.
+    /// A file of a watched source could not be read or parsed (the
+    /// parser's error inside), or the watcher could not start.
     #[error(transparent)]
-    Watch(#[from] spiffile_watch::WatchError),
+    Watch(Box<spiffile_watch::WatchError<Error>>),
     /// rustls refused the configuration.
     #[error("rustls: {0}")]
     Rustls(#[from] rustls::Error),

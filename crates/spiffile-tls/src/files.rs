@@ -215,9 +215,19 @@ pub(crate) fn add_bundle_file(
     default: Option<&TrustDomain>,
     path: &Path,
 ) -> Result<(), Error> {
-    let what = format!("bundle {}", path.display());
     let pem = read(path)?;
-    let certs = certificates_from_pem(&pem, &what)?;
+    add_bundle_bytes(set, default, path, &pem)
+}
+
+/// [`add_bundle_file`] on content already read.
+pub(crate) fn add_bundle_bytes(
+    set: &mut X509BundleSet,
+    default: Option<&TrustDomain>,
+    path: &Path,
+    pem: &[u8],
+) -> Result<(), Error> {
+    let what = format!("bundle {}", path.display());
+    let certs = certificates_from_pem(pem, &what)?;
     let mut groups: Vec<(TrustDomain, Vec<CertificateDer<'static>>)> = Vec::new();
     for (index, cert) in certs.into_iter().enumerate() {
         let td = match ca_trust_domain(&cert) {

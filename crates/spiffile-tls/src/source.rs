@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, Guard};
 use spiffile_id::SpiffeId;
+use spiffile_watch::{FileRef, WatchError, WatchOptions, Watched};
 
 use crate::bundle::X509BundleSet;
 use crate::error::Error;
@@ -60,6 +61,7 @@ pub struct SourceStatus {
 
 enum Slot<T> {
     Memory(ArcSwap<T>),
+    Watched(Watched<T, Error>),
 }
 
 impl<T> Slot<T> {
@@ -67,8 +69,20 @@ impl<T> Slot<T> {
     fn load(&self) -> Guard<Arc<T>> {
         match self {
             Slot::Memory(value) => value.load(),
+            Slot::Watched(watched) => watched.load(),
         }
     }
+
+    fn watched_error(&self) -> Option<String> {
+        match self {
+            Slot::Memory(_) => None,
+            Slot::Watched(watched) => watched.status().last_error,
+        }
+    }
+}
+
+fn watch_error(e: WatchError<Error>) -> Error {
+    Error::Watch(Box::new(e))
 }
 
 impl X509Source {
@@ -107,6 +121,61 @@ impl X509Source {
         })
     }
 
+    /// Reads `files` and **follows them**: the generalised file watcher of
+    /// `spiffile-watch` (one worker thread and one inotify instance for the
+    /// whole process, a poll as safety net) re-reads the certificate and key
+    /// together whenever either changes, and serves the new pair only when
+    /// the key matches the certificate; the bundle files likewise, as one
+    /// set. A part that fails keeps its last good value; [`status`](Self::status)
+    /// says why. SPIRE's `federated_bundle.N.M.pem` files are those present
+    /// now.
+    ///
+    /// # Errors
+    ///
+    /// Any [`Error`] of the files at startup, naming the file
+    /// ([`Error::Watch`] wrapping it).
+    pub fn watch(files: X509Files, options: WatchOptions) -> Result<Self, Error> {
+        let cert_what = format!("certificate chain {}", files.cert().display());
+        let key_what = format!("private key {}", files.key().display());
+        let svid = Watched::files(
+            [files.cert().to_owned(), files.key().to_owned()],
+            move |f: &[FileRef<'_>]| {
+                X509Svid::from_pem_named(f[0].bytes(), f[1].bytes(), &cert_what, &key_what)
+            },
+            options.clone().max_size(crate::files::MAX_FILE_BYTES),
+        )
+        .map_err(watch_error)?;
+        let own = svid.load().id().trust_domain().clone();
+        let mut paths = vec![(Some(own.clone()), files.bundle().to_owned())];
+        paths.extend(files.federated_files());
+        let domains: Vec<_> = paths.iter().map(|(td, _)| td.clone()).collect();
+        let bundles = Watched::files(
+            paths.iter().map(|(_, p)| p.clone()),
+            move |f: &[FileRef<'_>]| {
+                let mut set = X509BundleSet::new();
+                for (file, td) in f.iter().zip(&domains) {
+                    crate::files::add_bundle_bytes(
+                        &mut set,
+                        td.as_ref(),
+                        file.path(),
+                        file.bytes(),
+                    )?;
+                }
+                Ok(set)
+            },
+            options.max_size(crate::files::MAX_FILE_BYTES),
+        )
+        .map_err(watch_error)?;
+        Ok(X509Source {
+            inner: Arc::new(SourceInner {
+                svid: Slot::Watched(svid),
+                bundles: Slot::Watched(bundles),
+                files: Some(files),
+                errors: Mutex::new(SourceErrors::default()),
+            }),
+        })
+    }
+
     /// Reads the files again and serves what is valid: a certificate and
     /// key that match replace the SVID, bundles that parse replace the
     /// bundles; a part that fails keeps its last good value and its error
@@ -118,6 +187,13 @@ impl X509Source {
     ///
     /// The first failure (the other part is still reloaded).
     pub fn reload(&self) -> Result<bool, Error> {
+        if let (Slot::Watched(svid), Slot::Watched(bundles)) =
+            (&self.inner.svid, &self.inner.bundles)
+        {
+            let changed = svid.reload().map_err(watch_error)?;
+            bundles.reload().map_err(watch_error)?;
+            return Ok(changed);
+        }
         let Some(files) = &self.inner.files else {
             return Ok(false);
         };
@@ -170,8 +246,10 @@ impl X509Source {
         SourceStatus {
             id: svid.id().clone(),
             not_after: svid.not_after(),
-            svid_error: errors.svid,
-            bundle_error: errors.bundles,
+            svid_error: errors.svid.or_else(|| self.inner.svid.watched_error()),
+            bundle_error: errors
+                .bundles
+                .or_else(|| self.inner.bundles.watched_error()),
         }
     }
 
@@ -189,16 +267,23 @@ impl X509Source {
 
     /// Replaces the SVID (new handshakes present it; established
     /// connections are untouched).
+    ///
+    /// A source that [watches](Self::watch) files ignores this: the files
+    /// are the truth.
     pub fn set_svid(&self, svid: X509Svid) {
         match &self.inner.svid {
             Slot::Memory(value) => value.store(Arc::new(svid)),
+            Slot::Watched(_) => {}
         }
     }
 
     /// Replaces the bundles (new handshakes are verified against them).
+    ///
+    /// Ignored by a watching source, as [`set_svid`](Self::set_svid).
     pub fn set_bundles(&self, bundles: X509BundleSet) {
         match &self.inner.bundles {
             Slot::Memory(value) => value.store(Arc::new(bundles)),
+            Slot::Watched(_) => {}
         }
     }
 }

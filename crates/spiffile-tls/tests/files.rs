@@ -204,3 +204,78 @@ fn our_own_svid_must_be_a_valid_x509_svid() {
     // Errors never contain key material.
     assert!(!e.to_string().contains("PRIVATE KEY"));
 }
+
+#[test]
+fn a_watching_source_follows_the_pair_on_its_own_and_never_serves_a_mismatch() {
+    let ca = Ca::root("example.org");
+    let dir = tempfile::tempdir().unwrap();
+    let first = ca.leaf("spiffe://example.org/orders");
+    write_layout(
+        dir.path(),
+        "svid.pem",
+        "svid_key.pem",
+        "svid_bundle.pem",
+        &first,
+        &ca,
+    );
+    let source = X509Source::watch(
+        X509Files::spiffe_helper(dir.path()),
+        spiffile_watch::WatchOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(source.svid().chain(), first.chain.as_slice());
+    // spiffe-helper's way: truncate-and-write in place, certificate first.
+    let second = ca.leaf("spiffe://example.org/orders");
+    fs::write(dir.path().join("svid.pem"), second.chain_pem()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while source.status().svid_error.is_none() && std::time::Instant::now() < deadline {
+        assert_eq!(
+            source.svid().chain(),
+            first.chain.as_slice(),
+            "never the mismatched pair"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        source
+            .status()
+            .svid_error
+            .unwrap()
+            .contains("does not match")
+    );
+    assert_eq!(source.svid().chain(), first.chain.as_slice());
+    fs::write(dir.path().join("svid_key.pem"), second.key_pem()).unwrap();
+    while source.svid().chain() != second.chain.as_slice() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(
+        source.svid().chain(),
+        second.chain.as_slice(),
+        "followed without reload()"
+    );
+    assert!(source.status().svid_error.is_none());
+    // A new bundle is followed too.
+    let next_ca = Ca::root("example.org");
+    let mut both = common::pem_block("CERTIFICATE", &ca.der);
+    both.push_str(&common::pem_block("CERTIFICATE", &next_ca.der));
+    fs::write(dir.path().join("svid_bundle.pem"), both).unwrap();
+    let leaf = next_ca.leaf("spiffe://example.org/billing");
+    while spiffile_tls::verify_svid(
+        &leaf.chain,
+        &source.bundles(),
+        Usage::Client,
+        SystemTime::now(),
+    )
+    .is_err()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    spiffile_tls::verify_svid(
+        &leaf.chain,
+        &source.bundles(),
+        Usage::Client,
+        SystemTime::now(),
+    )
+    .unwrap();
+}
