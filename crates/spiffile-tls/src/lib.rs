@@ -4,7 +4,10 @@
 //!
 //! * [`X509Svid`]: our certificate chain and private key, a matching pair.
 //! * [`X509Bundle`] / [`X509BundleSet`]: the CA roots of each trust domain.
-//! * [`X509Source`]: the current SVID and bundles, one atomic load each.
+//! * [`X509Source`]: the current SVID and bundles, one atomic load each;
+//!   [`X509Source::watch`] follows [`X509Files`] (spiffe-helper,
+//!   spire-agent, csi-driver-spiffe, a spiffile root) with `spiffile-watch`,
+//!   the certificate and key as one pair.
 //! * [`server_config`] / [`client_config`]: rustls configurations whose
 //!   certificate resolver and verifier read the source on every handshake.
 //! * [`verify_svid`]: the validation on its own; [`Refusal`] / [`Reason`]:
