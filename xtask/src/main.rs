@@ -2,8 +2,10 @@
 
 mod bench;
 mod conformance;
+mod fuzz;
 mod infra;
 mod python;
+mod test;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,8 +17,10 @@ fn main() -> ExitCode {
         Some("peer-selftest") => peer_selftest().map(|()| ExitCode::SUCCESS),
         Some("bench") => bench::run(&workspace_root(), &args[1..]).map(|()| ExitCode::SUCCESS),
         Some("infra") => infra::run(&args[1..]),
+        Some("test") => test::run(&workspace_root(), &args[1..]),
+        Some("fuzz") => fuzz::run(&workspace_root(), &args[1..]),
         _ => Err(
-            "usage: cargo xtask <conformance | bench [--help] | peer-selftest | infra <build|up|down|status|env> [k8s|spire|all]>"
+            "usage: cargo xtask <test | conformance | fuzz <replay|run> | bench [--help] | peer-selftest | infra <build|up|down|status|env> [k8s|spire|all]>"
                 .to_owned(),
         ),
     };
