@@ -2,7 +2,10 @@
 
 mod bench;
 mod conformance;
+mod fuzz;
+mod infra;
 mod python;
+mod test;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,13 +13,19 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("conformance") => conformance::run(&workspace_root()),
-        Some("peer-selftest") => peer_selftest(),
-        Some("bench") => bench::run(&workspace_root(), &args[1..]),
-        _ => Err("usage: cargo xtask <conformance | bench [--help] | peer-selftest>".to_owned()),
+        Some("conformance") => conformance::run(&workspace_root()).map(|()| ExitCode::SUCCESS),
+        Some("peer-selftest") => peer_selftest().map(|()| ExitCode::SUCCESS),
+        Some("bench") => bench::run(&workspace_root(), &args[1..]).map(|()| ExitCode::SUCCESS),
+        Some("infra") => infra::run(&args[1..]),
+        Some("test") => test::run(&workspace_root(), &args[1..]),
+        Some("fuzz") => fuzz::run(&workspace_root(), &args[1..]),
+        _ => Err(
+            "usage: cargo xtask <test | conformance | fuzz <replay|run> | bench [--help] | peer-selftest | infra <build|up|down|status|env> [k8s|spire|all]>"
+                .to_owned(),
+        ),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE
