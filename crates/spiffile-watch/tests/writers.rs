@@ -56,9 +56,13 @@ fn follow(style: Style, options: WatchOptions) -> Duration {
     update(style, &path, &a);
     let second = observe(&watched, &sb, &sa);
 
-    // Settles: no error left, two reloads recorded.
+    // Settles: no error left, two reloads recorded. The status is published
+    // just after the value is swapped in (it never blocks a reader), so wait
+    // for it to catch up with the value observed above.
     let start = Instant::now();
-    while watched.status().last_error.is_some() && start.elapsed() < DEADLINE {
+    while (watched.status().last_error.is_some() || watched.status().generation != 3)
+        && start.elapsed() < DEADLINE
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     let status = watched.status();
