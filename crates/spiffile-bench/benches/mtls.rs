@@ -3,7 +3,9 @@
 //! `WebPkiServerVerifier`, over the same certificates (X.509-SVIDs from a
 //! spiffile root, with a DNS SAN so the stock verifier's name check
 //! passes), in memory (no sockets), rustls' default protocol versions (TLS 1.3 is
-//! negotiated), ring on both sides.
+//! negotiated), ring on both sides. Session resumption is off on both (ours
+//! never resume; a resumed handshake skips the verifiers), and every
+//! handshake is checked to be a full one.
 //!
 //! Also the per-handshake parts spiffile adds: the snapshot loads of the
 //! certificate resolver and the verifier, and reading the SPIFFE ID.
@@ -90,6 +92,12 @@ fn fixture() -> Fixture {
         .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key(
             &client_source.svid(),
         ))));
+    // Like ours: no resumption, so both sides measure full handshakes.
+    let mut stock_server = stock_server;
+    stock_server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    stock_server.send_tls13_tickets = 0;
+    let mut stock_client = stock_client;
+    stock_client.resumption = rustls::client::Resumption::disabled();
     let our_server =
         spiffile_tls::server_config(&server_source, Allow::ids([orders])).expect("server");
     let our_client = spiffile_tls::client_config(&client_source, billing).expect("client");
@@ -128,6 +136,7 @@ fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) {
         }
     }
     assert!(s.peer_certificates().is_some());
+    assert_eq!(s.handshake_kind(), Some(rustls::HandshakeKind::Full));
     black_box((c, s));
 }
 

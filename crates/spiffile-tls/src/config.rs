@@ -36,6 +36,13 @@ const TARGET: &str = "spiffile_tls";
 /// crypto provider. Set ALPN (`alpn_protocols`) and the rest on the
 /// returned value as usual.
 ///
+/// **Session resumption is off** (no session cache, no TLS 1.3 tickets): a
+/// resumed session skips the client verifier, so a client whose
+/// certificate has expired since, or whose CA has left the bundle, would be
+/// let back in on the strength of an old handshake. Every connection is a
+/// full handshake; keep connections alive (HTTP/2, keep-alive) rather than
+/// turning resumption back on.
+///
 /// # Errors
 ///
 /// [`Error::Rustls`] if rustls refuses the protocol versions (it does not
@@ -48,12 +55,16 @@ pub fn server_config(source: &X509Source, allow: Allow) -> Result<rustls::Server
     let resolver = Arc::new(SvidResolver {
         source: source.clone(),
     });
-    Ok(
-        rustls::ServerConfig::builder_with_provider(crate::provider().clone())
-            .with_safe_default_protocol_versions()?
-            .with_client_cert_verifier(verifier)
-            .with_cert_resolver(resolver),
-    )
+    let mut config = rustls::ServerConfig::builder_with_provider(crate::provider().clone())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(resolver);
+    // rustls resumes with the client chain stored at the first handshake
+    // and never calls the verifier again (TLS 1.2 session IDs and TLS 1.3
+    // stateful tickets are on by default; stateless tickets are off).
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(config)
 }
 
 /// A rustls [`ClientConfig`](rustls::ClientConfig) for mutual TLS with
@@ -62,6 +73,10 @@ pub fn server_config(source: &X509Source, allow: Allow) -> Result<rustls::Server
 /// trust domain, and accepts only the server IDs `servers` expects for the
 /// host connected to (the `ServerName` given to rustls; the DNS name or IP
 /// address is never checked against the certificate, only the SPIFFE ID).
+///
+/// Session resumption is off, as in [`server_config`]: a resumed session
+/// would accept a server on the strength of an earlier handshake, without
+/// the current bundle or expiry.
 ///
 /// # Errors
 ///
@@ -77,13 +92,14 @@ pub fn client_config(
     let resolver = Arc::new(SvidResolver {
         source: source.clone(),
     });
-    Ok(
-        rustls::ClientConfig::builder_with_provider(crate::provider().clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_client_cert_resolver(resolver),
-    )
+    let mut config = rustls::ClientConfig::builder_with_provider(crate::provider().clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_cert_resolver(resolver);
+    // A resumed session is accepted without calling the verifier.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
 }
 
 /// Which server SPIFFE IDs a client accepts, per host connected to, like

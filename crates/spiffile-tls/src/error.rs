@@ -232,6 +232,16 @@ pub enum Error {
         /// Its trust domain.
         trust_domain: TrustDomain,
     },
+    /// A federated bundle that cannot be trusted as one: its CAs name
+    /// several trust domains, or the workload's own, or another file
+    /// already holds its trust domain.
+    #[error("{what}: {message}")]
+    FederatedBundle {
+        /// The bundle file.
+        what: String,
+        /// What was wrong.
+        message: String,
+    },
     /// The private key cannot be used by rustls (not PKCS#8/SEC1/PKCS#1,
     /// an unsupported algorithm).
     #[error("{what}: unusable private key: {message}")]

@@ -61,6 +61,7 @@ mod peer;
 mod source;
 mod svid;
 mod verify;
+mod watched_bundles;
 
 use std::sync::{Arc, LazyLock};
 

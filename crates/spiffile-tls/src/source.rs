@@ -14,6 +14,7 @@ use crate::bundle::X509BundleSet;
 use crate::error::Error;
 use crate::files::X509Files;
 use crate::svid::X509Svid;
+use crate::watched_bundles::WatchedBundles;
 
 /// The X.509 material of a workload: its own [`X509Svid`] and the
 /// [`X509BundleSet`] it verifies peers against, each an immutable snapshot
@@ -30,7 +31,7 @@ pub struct X509Source {
 
 pub(crate) struct SourceInner {
     svid: Slot<X509Svid>,
-    bundles: Slot<X509BundleSet>,
+    bundles: BundleSlot,
     files: Option<X509Files>,
     /// Why the files on disk are not what is served, per part.
     errors: Mutex<SourceErrors>,
@@ -81,6 +82,28 @@ impl<T> Slot<T> {
     }
 }
 
+enum BundleSlot {
+    Memory(ArcSwap<X509BundleSet>),
+    Watched(WatchedBundles),
+}
+
+impl BundleSlot {
+    #[inline]
+    fn load(&self) -> Guard<Arc<X509BundleSet>> {
+        match self {
+            BundleSlot::Memory(value) => value.load(),
+            BundleSlot::Watched(watched) => watched.load(),
+        }
+    }
+
+    fn watched_error(&self) -> Option<String> {
+        match self {
+            BundleSlot::Memory(_) => None,
+            BundleSlot::Watched(watched) => watched.error(),
+        }
+    }
+}
+
 fn watch_error(e: WatchError<Error>) -> Error {
     Error::Watch(Box::new(e))
 }
@@ -93,7 +116,7 @@ impl X509Source {
         X509Source {
             inner: Arc::new(SourceInner {
                 svid: Slot::Memory(ArcSwap::from_pointee(svid)),
-                bundles: Slot::Memory(ArcSwap::from_pointee(bundles)),
+                bundles: BundleSlot::Memory(ArcSwap::from_pointee(bundles)),
                 files: None,
                 errors: Mutex::new(SourceErrors::default()),
             }),
@@ -112,7 +135,7 @@ impl X509Source {
         let bundles = files.read_bundles(svid.id().trust_domain())?;
         let inner = SourceInner {
             svid: Slot::Memory(ArcSwap::from_pointee(svid)),
-            bundles: Slot::Memory(ArcSwap::from_pointee(bundles)),
+            bundles: BundleSlot::Memory(ArcSwap::from_pointee(bundles)),
             files: Some(files),
             errors: Mutex::new(SourceErrors::default()),
         };
@@ -125,10 +148,13 @@ impl X509Source {
     /// `spiffile-watch` (one worker thread and one inotify instance for the
     /// whole process, a poll as safety net) re-reads the certificate and key
     /// together whenever either changes, and serves the new pair only when
-    /// the key matches the certificate; the bundle files likewise, as one
-    /// set. A part that fails keeps its last good value; [`status`](Self::status)
-    /// says why. SPIRE's `federated_bundle.N.M.pem` files are those present
-    /// now.
+    /// the key matches the certificate; the bundle file and the federated
+    /// files likewise, as one set; each federated directory
+    /// ([`X509Files::federated_dir`], SPIRE's `federated_bundle.N.M.pem`)
+    /// as a watched directory, so a bundle added later is trusted and one
+    /// removed is not (a file that vanishes for a moment, a writer deleting
+    /// and recreating it, keeps its place for 25 ms). A part that fails
+    /// keeps its last good value; [`status`](Self::status) says why.
     ///
     /// # Errors
     ///
@@ -146,30 +172,11 @@ impl X509Source {
         )
         .map_err(watch_error)?;
         let own = svid.load().id().trust_domain().clone();
-        let mut paths = vec![(Some(own.clone()), files.bundle().to_owned())];
-        paths.extend(files.federated_files());
-        let domains: Vec<_> = paths.iter().map(|(td, _)| td.clone()).collect();
-        let bundles = Watched::files(
-            paths.iter().map(|(_, p)| p.clone()),
-            move |f: &[FileRef<'_>]| {
-                let mut set = X509BundleSet::new();
-                for (file, td) in f.iter().zip(&domains) {
-                    crate::files::add_bundle_bytes(
-                        &mut set,
-                        td.as_ref(),
-                        file.path(),
-                        file.bytes(),
-                    )?;
-                }
-                Ok(set)
-            },
-            options.max_size(crate::files::MAX_FILE_BYTES),
-        )
-        .map_err(watch_error)?;
+        let bundles = WatchedBundles::watch(&files, own, &options)?;
         Ok(X509Source {
             inner: Arc::new(SourceInner {
                 svid: Slot::Watched(svid),
-                bundles: Slot::Watched(bundles),
+                bundles: BundleSlot::Watched(bundles),
                 files: Some(files),
                 errors: Mutex::new(SourceErrors::default()),
             }),
@@ -187,11 +194,13 @@ impl X509Source {
     ///
     /// The first failure (the other part is still reloaded).
     pub fn reload(&self) -> Result<bool, Error> {
-        if let (Slot::Watched(svid), Slot::Watched(bundles)) =
+        if let (Slot::Watched(svid), BundleSlot::Watched(bundles)) =
             (&self.inner.svid, &self.inner.bundles)
         {
-            let changed = svid.reload().map_err(watch_error)?;
-            bundles.reload().map_err(watch_error)?;
+            let changed = svid.reload().map_err(watch_error);
+            let bundles = bundles.reload();
+            let changed = changed?;
+            bundles?;
             return Ok(changed);
         }
         let Some(files) = &self.inner.files else {
@@ -282,8 +291,8 @@ impl X509Source {
     /// Ignored by a watching source, as [`set_svid`](Self::set_svid).
     pub fn set_bundles(&self, bundles: X509BundleSet) {
         match &self.inner.bundles {
-            Slot::Memory(value) => value.store(Arc::new(bundles)),
-            Slot::Watched(_) => {}
+            BundleSlot::Memory(value) => value.store(Arc::new(bundles)),
+            BundleSlot::Watched(_) => {}
         }
     }
 }

@@ -427,3 +427,46 @@ async fn stock_webpki_verifier_accepts_what_the_standard_refuses() {
         assert!(s.is_ok(), "the stock verifier accepted it: {s:?}");
     }
 }
+
+/// A resumed session skips the verifier (rustls resumes with the chain of
+/// the first handshake), so ours offer no resumption: once the client's CA
+/// has left the server's bundle, the same client cannot come back in on a
+/// ticket from before, even with a stock client that asks to resume.
+#[tokio::test]
+async fn our_server_offers_no_resumption_past_a_bundle_change() {
+    let w = world();
+    let server_source = w.billing.source(w.ca.bundle_set());
+    let server = Arc::new(spiffile_tls::server_config(&server_source, Allow::any()).unwrap());
+    assert_eq!(server.send_tls13_tickets, 0);
+    // Stock client: resumption on (rustls' default, an in-memory cache).
+    let client = presenting_client(w.orders.certified_key());
+    let (s, c) = handshake(server.clone(), client.clone(), "billing").await;
+    s.unwrap();
+    c.unwrap();
+    // The CA is rotated and the old one retired: orders' SVID is no longer
+    // trusted.
+    server_source.set_bundles(Ca::root("example.org").bundle_set());
+    let (s, _) = handshake(server, client, "billing").await;
+    let error = s.expect_err("a full handshake, refused");
+    assert_eq!(Reason::of(&error), Some(Reason::UntrustedChain), "{error}");
+}
+
+/// The client side of the same: against a stock server that issues
+/// tickets, our client never resumes, so a server certificate its current
+/// bundle no longer trusts is refused on the next connection.
+#[tokio::test]
+async fn our_client_never_resumes_past_a_bundle_change() {
+    let w = world();
+    let client_source = w.orders.source(w.ca.bundle_set());
+    let client = Arc::new(spiffile_tls::client_config(&client_source, Allow::any()).unwrap());
+    // Stock server: a session cache and two TLS 1.3 tickets per handshake.
+    let server = presenting_server(w.billing.certified_key());
+    assert!(server.send_tls13_tickets > 0);
+    let (s, c) = handshake(server.clone(), client.clone(), "billing").await;
+    s.unwrap();
+    c.unwrap();
+    client_source.set_bundles(Ca::root("example.org").bundle_set());
+    let (_, c) = handshake(server, client, "billing").await;
+    let error = c.expect_err("a full handshake, refused");
+    assert_eq!(Reason::of(&error), Some(Reason::UntrustedChain), "{error}");
+}
