@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", spiffile_operator::crd::crds_yaml().unwrap());
+}
