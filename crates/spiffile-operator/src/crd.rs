@@ -9,16 +9,13 @@
 //! `bundleFrom` names exactly one source. Every manifest the upstream README
 //! shows applies unchanged.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::names::{DEFAULT_BUNDLE_KEY, SECRET_SUFFIX};
-
-/// The SPIFFE ID path pattern both CRDs put on `spec.path`.
-const PATH_PATTERN: &str = r"^[a-zA-Z0-9._-]+(/[a-zA-Z0-9._-]+)*$";
 
 /// A workload identity the operator is the authority for: it generates the
 /// key into a Secret, publishes the public key in every bundle of the trust
@@ -35,7 +32,11 @@ const PATH_PATTERN: &str = r"^[a-zA-Z0-9._-]+(/[a-zA-Z0-9._-]+)*$";
     doc = "A spiffile workload identity whose key the operator generates, rotates and revokes.",
     printcolumn(name = "SPIFFE ID", type_ = "string", json_path = ".status.spiffeID"),
     printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceIdentitySpec {
@@ -112,7 +113,11 @@ pub struct ServiceIdentityStatus {
     printcolumn(name = "SPIFFE ID", type_ = "string", json_path = ".status.spiffeID"),
     printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
     printcolumn(name = "Message", type_ = "string", json_path = ".status.message"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceIdentityClaimSpec {
@@ -299,8 +304,27 @@ impl ServiceIdentity {
 }
 
 /// Both definitions, as generated from the types.
+///
+/// Optional fields are plain optional properties, as upstream writes them,
+/// not `nullable`: the API server then drops an explicit `null` instead of
+/// storing it (so `has(self.delivered)` in the CEL rule means "set").
 pub fn crds() -> [CustomResourceDefinition; 2] {
-    [ServiceIdentity::crd(), ServiceIdentityClaim::crd()]
+    [ServiceIdentity::crd(), ServiceIdentityClaim::crd()].map(|crd| {
+        let mut v = serde_json::to_value(&crd).unwrap_or_default();
+        strip_nullable(&mut v);
+        serde_json::from_value(v).unwrap_or(crd)
+    })
+}
+
+fn strip_nullable(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove("nullable");
+            m.values_mut().for_each(strip_nullable);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nullable),
+        _ => {}
+    }
 }
 
 /// Both definitions as one YAML stream (what `spiffile-operator crds`
@@ -331,8 +355,14 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(si.secret_name(), "billing-spiffile");
-        assert_eq!(si.spiffe_id().unwrap().as_str(), "spiffe://example.org/billing");
-        assert_eq!(si.rotation_overlap().unwrap(), std::time::Duration::from_secs(86400));
+        assert_eq!(
+            si.spiffe_id().unwrap().as_str(),
+            "spiffe://example.org/billing"
+        );
+        assert_eq!(
+            si.rotation_overlap().unwrap(),
+            std::time::Duration::from_secs(86400)
+        );
     }
 
     #[test]
@@ -346,9 +376,15 @@ mod tests {
                 rotation_overlap: "90s".into(),
             },
         );
-        assert_eq!(si.spiffe_id().unwrap().as_str(), "spiffe://example.org/team/api");
+        assert_eq!(
+            si.spiffe_id().unwrap().as_str(),
+            "spiffe://example.org/team/api"
+        );
         assert_eq!(si.secret_name(), "api-id");
-        assert_eq!(si.rotation_overlap().unwrap(), std::time::Duration::from_secs(90));
+        assert_eq!(
+            si.rotation_overlap().unwrap(),
+            std::time::Duration::from_secs(90)
+        );
     }
 
     #[test]
@@ -386,6 +422,7 @@ mod tests {
     #[test]
     fn crd_yaml_has_upstreams_shape() {
         let yaml = crds_yaml().unwrap();
+        assert!(!yaml.contains("nullable"), "{yaml}");
         for needle in [
             "name: serviceidentities.spiffile.io",
             "name: serviceidentityclaims.spiffile.io",
@@ -398,6 +435,5 @@ mod tests {
         ] {
             assert!(yaml.contains(needle), "missing {needle:?} in\n{yaml}");
         }
-        let _ = PATH_PATTERN;
     }
 }

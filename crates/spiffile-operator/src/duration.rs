@@ -33,7 +33,9 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let mut rest = text;
     let mut total: u128 = 0; // nanoseconds
     while !rest.is_empty() {
-        let int_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let int_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let (int_part, after) = rest.split_at(int_len);
         let (frac_part, after) = match after.strip_prefix('.') {
             Some(a) => {
@@ -45,7 +47,9 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
         if int_part.is_empty() && frac_part.is_empty() {
             return Err(syntax());
         }
-        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
         let scale: u128 = match unit {
             "ns" => 1,
@@ -79,8 +83,10 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     if total > i64::MAX as u128 {
         return Err(DurationError::Overflow(text.to_owned()));
     }
-    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| DurationError::Overflow(text.to_owned()))?;
-    let nanos = u32::try_from(total % 1_000_000_000).map_err(|_| DurationError::Overflow(text.to_owned()))?;
+    let secs = u64::try_from(total / 1_000_000_000)
+        .map_err(|_| DurationError::Overflow(text.to_owned()))?;
+    let nanos = u32::try_from(total % 1_000_000_000)
+        .map_err(|_| DurationError::Overflow(text.to_owned()))?;
     Ok(Duration::new(secs, nanos))
 }
 
@@ -107,7 +113,9 @@ mod tests {
 
     #[test]
     fn refusals() {
-        for bad in ["", "24", "h", "1d", "-1h", "+1h", "1.2.3s", ".s", "1 h", "1H"] {
+        for bad in [
+            "", "24", "h", "1d", "-1h", "+1h", "1.2.3s", ".s", "1 h", "1H",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         assert!(matches!(parse("3000000h"), Err(DurationError::Overflow(_))));

@@ -176,7 +176,10 @@ pub fn merge_patch_of(status: serde_json::Value, fields: &[&str]) -> serde_json:
             serde_json::Value::Null => true,
             _ => false,
         };
-        out.insert((*f).to_owned(), if empty { serde_json::Value::Null } else { v });
+        out.insert(
+            (*f).to_owned(),
+            if empty { serde_json::Value::Null } else { v },
+        );
     }
     serde_json::json!({ "status": out })
 }

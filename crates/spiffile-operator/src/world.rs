@@ -145,7 +145,10 @@ impl DocCache {
             .entry((namespace.to_owned(), key.to_owned()))
             .or_insert((h.wrapping_add(1), None));
         if slot.0 != h {
-            *slot = (h, Bundle::from_json_quiet(value.as_bytes()).ok().map(Arc::new));
+            *slot = (
+                h,
+                Bundle::from_json_quiet(value.as_bytes()).ok().map(Arc::new),
+            );
         }
         slot.1.clone()
     }
@@ -198,14 +201,18 @@ pub fn compute(inputs: Inputs<'_>) -> World {
     let mut oldest_claim: BTreeMap<&str, (Option<Timestamp>, String, String)> = BTreeMap::new();
     for si in inputs.identities.iter().filter(|s| !is_deleting(&***s)) {
         let s = seniority(&**si);
-        let e = oldest_si.entry(si.trust_domain()).or_insert_with(|| s.clone());
+        let e = oldest_si
+            .entry(si.trust_domain())
+            .or_insert_with(|| s.clone());
         if s < *e {
             *e = s;
         }
     }
     for c in inputs.claims.iter().filter(|c| !is_deleting(&***c)) {
         let s = seniority(&**c);
-        let e = oldest_claim.entry(c.trust_domain()).or_insert_with(|| s.clone());
+        let e = oldest_claim
+            .entry(c.trust_domain())
+            .or_insert_with(|| s.clone());
         if s < *e {
             *e = s;
         }
@@ -220,8 +227,11 @@ pub fn compute(inputs: Inputs<'_>) -> World {
     };
 
     // ServiceIdentities: exclusions, then duplicates by seniority.
-    let mut sorted: Vec<&Arc<ServiceIdentity>> =
-        inputs.identities.iter().filter(|s| !is_deleting(&***s)).collect();
+    let mut sorted: Vec<&Arc<ServiceIdentity>> = inputs
+        .identities
+        .iter()
+        .filter(|s| !is_deleting(&***s))
+        .collect();
     sorted.sort_by_key(|s| seniority(&***s));
     let mut by_id: HashMap<String, ObjKey> = HashMap::new();
     let mut members: Vec<Member<'_>> = Vec::new();
@@ -229,7 +239,9 @@ pub fn compute(inputs: Inputs<'_>) -> World {
         let key = ObjKey::of(&**si);
         let mut state = IdentityState::default();
         let td = si.trust_domain();
-        let secret = inputs.secrets.get(&ObjKey::new(&key.namespace, si.secret_name()));
+        let secret = inputs
+            .secrets
+            .get(&ObjKey::new(&key.namespace, si.secret_name()));
         let excluded = match (si.spiffe_id(), si.rotation_overlap()) {
             (Err(e), _) => Some(Verdict::not_ready(Reason::InvalidSpec, e)),
             (_, Err(e)) => Some(Verdict::not_ready(
@@ -245,9 +257,10 @@ pub fn compute(inputs: Inputs<'_>) -> World {
                             "trust domain conflict: {td:?} is backed by ServiceIdentityClaim objects (the first is {ns}/{name}); a trust domain is either cluster-backed or externally-backed, never both"
                         ),
                     ))
-                } else if let Some(s) = secret.as_ref().filter(|s| {
-                    s.controller_uid.as_deref() != si.metadata.uid.as_deref()
-                }) {
+                } else if let Some(s) = secret
+                    .as_ref()
+                    .filter(|s| s.controller_uid.as_deref() != si.metadata.uid.as_deref())
+                {
                     Some(Verdict::not_ready(
                         Reason::SecretConflict,
                         format!(
@@ -338,8 +351,11 @@ pub fn compute(inputs: Inputs<'_>) -> World {
     }
 
     // Claims.
-    let mut sorted_claims: Vec<&Arc<ServiceIdentityClaim>> =
-        inputs.claims.iter().filter(|c| !is_deleting(&***c)).collect();
+    let mut sorted_claims: Vec<&Arc<ServiceIdentityClaim>> = inputs
+        .claims
+        .iter()
+        .filter(|c| !is_deleting(&***c))
+        .collect();
     sorted_claims.sort_by_key(|c| seniority(&***c));
     // (namespace, trust domain) -> (the claim that provides it, the doc)
     let mut claim_docs: BTreeMap<(String, String), (ObjKey, Arc<str>)> = BTreeMap::new();
@@ -355,7 +371,18 @@ pub fn compute(inputs: Inputs<'_>) -> World {
                     "trust domain conflict: {td:?} is backed by ServiceIdentity objects (the first is {ns}/{name}); a trust domain is either cluster-backed or externally-backed, never both"
                 ),
             ));
-        } else if let Some(ClaimOutcome::Valid { doc, .. }) = inputs.claim_outcomes.get(&key) {
+        } else if let Some(doc) = match inputs.claim_outcomes.get(&key) {
+            Some(ClaimOutcome::Valid { doc, .. }) => Some(doc.clone()),
+            Some(ClaimOutcome::Invalid(_)) => None,
+            // Not validated yet (the operator just started): keep what the
+            // namespace already carries rather than revoke it for a moment.
+            None => inputs
+                .actual
+                .get(&key.namespace)
+                .and_then(|cm| cm.data.get(&bundle_key(td)))
+                .map(|v| Arc::from(v.as_str())),
+        } {
+            let doc = &doc;
             match claim_docs.get(&(key.namespace.clone(), td.to_owned())) {
                 Some((first, d)) if d != doc => {
                     state.excluded = Some(Verdict::not_ready(
@@ -367,7 +394,10 @@ pub fn compute(inputs: Inputs<'_>) -> World {
                 }
                 Some(_) => {}
                 None => {
-                    claim_docs.insert((key.namespace.clone(), td.to_owned()), (key.clone(), doc.clone()));
+                    claim_docs.insert(
+                        (key.namespace.clone(), td.to_owned()),
+                        (key.clone(), doc.clone()),
+                    );
                 }
             }
         }
@@ -459,7 +489,10 @@ pub fn compute(inputs: Inputs<'_>) -> World {
             .get(ns)
             .and_then(|cm| cm.data.get(&dk).map(|v| (cm, v)))
             .and_then(|(_, v)| inputs.parsed.get(ns, &dk, v))
-            .is_some_and(|b| b.keys(id).is_some_and(|ks| ks.iter().any(|k| k.kid() == kid)))
+            .is_some_and(|b| {
+                b.keys(id)
+                    .is_some_and(|ks| ks.iter().any(|k| k.kid() == kid))
+            })
     };
     for m in &members {
         let td = m.si.trust_domain();

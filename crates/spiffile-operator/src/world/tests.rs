@@ -1,8 +1,8 @@
 use super::*;
 use crate::crd::{PreviousKey, ServiceIdentitySpec, ServiceIdentityStatus};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use k8s_openapi::ByteString;
 use kube::runtime::watcher::Event;
 
 fn t(s: &str) -> Timestamp {
@@ -29,7 +29,13 @@ fn secret_for(s: &ServiceIdentity, pem: &str) -> Secret {
     let mut sec = Secret::default();
     sec.metadata.namespace = s.metadata.namespace.clone();
     sec.metadata.name = Some(s.secret_name());
-    sec.metadata.labels = Some([(crate::names::MANAGED_BY_LABEL.to_owned(), crate::names::MANAGED_BY.to_owned())].into());
+    sec.metadata.labels = Some(
+        [(
+            crate::names::MANAGED_BY_LABEL.to_owned(),
+            crate::names::MANAGED_BY.to_owned(),
+        )]
+        .into(),
+    );
     sec.metadata.owner_references = Some(vec![OwnerReference {
         api_version: "spiffile.io/v1alpha1".into(),
         kind: "ServiceIdentity".into(),
@@ -40,7 +46,10 @@ fn secret_for(s: &ServiceIdentity, pem: &str) -> Secret {
     }]);
     sec.data = Some(
         [
-            ("id".to_owned(), ByteString(format!("{}\n", s.spiffe_id().unwrap()).into_bytes())),
+            (
+                "id".to_owned(),
+                ByteString(format!("{}\n", s.spiffe_id().unwrap()).into_bytes()),
+            ),
             ("key.pem".to_owned(), ByteString(pem.as_bytes().to_vec())),
         ]
         .into(),
@@ -92,7 +101,11 @@ impl Fixture {
         for (ns, data) in &w.desired {
             self.actual.insert(
                 ns.clone(),
-                ActualConfigMap { data: data.clone(), resource_version: "1".into(), managed: true },
+                ActualConfigMap {
+                    data: data.clone(),
+                    resource_version: "1".into(),
+                    managed: true,
+                },
             );
         }
     }
@@ -110,7 +123,10 @@ fn same_objects_same_bytes_and_publication() {
     assert_eq!(data.len(), 1);
     let doc = Bundle::from_json(data["example.org.json"].as_bytes()).unwrap();
     assert_eq!(doc.len(), 2);
-    assert_eq!(doc.keys("spiffe://example.org/orders").unwrap()[0].kid(), ko);
+    assert_eq!(
+        doc.keys("spiffe://example.org/orders").unwrap()[0].kid(),
+        ko
+    );
     let state = &w1.identities[&ObjKey::new("shop", "orders")];
     assert!(state.excluded.is_none() && !state.published);
     // Order of the inputs does not matter.
@@ -130,8 +146,14 @@ fn bundle_spans_namespaces_of_the_trust_domain_only() {
     f.add(si("b", "z", "two.org", "2026-01-01T00:00:00Z"));
     let w = f.compute(NOW);
     assert_eq!(w.desired["a"].keys().collect::<Vec<_>>(), ["one.org.json"]);
-    assert_eq!(w.desired["b"].keys().collect::<Vec<_>>(), ["one.org.json", "two.org.json"]);
-    assert_eq!(w.desired["a"]["one.org.json"], w.desired["b"]["one.org.json"]);
+    assert_eq!(
+        w.desired["b"].keys().collect::<Vec<_>>(),
+        ["one.org.json", "two.org.json"]
+    );
+    assert_eq!(
+        w.desired["a"]["one.org.json"],
+        w.desired["b"]["one.org.json"]
+    );
 }
 
 #[test]
@@ -153,7 +175,10 @@ fn duplicates_and_secret_conflicts_are_refused() {
     f.add(si("prod", "billing", "example.org", "2026-01-01T00:00:00Z"));
     f.add(si("dev", "billing", "example.org", "2026-02-01T00:00:00Z"));
     let w = f.compute(NOW);
-    let dup = w.identities[&ObjKey::new("dev", "billing")].excluded.clone().unwrap();
+    let dup = w.identities[&ObjKey::new("dev", "billing")]
+        .excluded
+        .clone()
+        .unwrap();
     assert_eq!(dup.reason, Reason::DuplicateSpiffeId);
     assert!(dup.message.contains("prod/billing"), "{}", dup.message);
     let doc = Bundle::from_json(w.desired["prod"]["example.org.json"].as_bytes()).unwrap();
@@ -165,7 +190,10 @@ fn duplicates_and_secret_conflicts_are_refused() {
     other.spec.path = "other".into();
     f.identities.push(Arc::new(other));
     let w = f.compute(NOW);
-    let c = w.identities[&ObjKey::new("prod", "other")].excluded.clone().unwrap();
+    let c = w.identities[&ObjKey::new("prod", "other")]
+        .excluded
+        .clone()
+        .unwrap();
     assert_eq!(c.reason, Reason::SecretConflict);
 }
 
@@ -184,7 +212,12 @@ fn previous_keys_stay_until_they_expire() {
     let current = f.add(s);
     let w = f.compute(NOW);
     let doc = Bundle::from_json(w.desired["shop"]["example.org.json"].as_bytes()).unwrap();
-    let kids: Vec<_> = doc.keys("spiffe://example.org/orders").unwrap().iter().map(|k| k.kid().to_owned()).collect();
+    let kids: Vec<_> = doc
+        .keys("spiffe://example.org/orders")
+        .unwrap()
+        .iter()
+        .map(|k| k.kid().to_owned())
+        .collect();
     assert_eq!(kids, [current.clone(), old.kid().to_owned()]);
     assert_eq!(w.next_expiry, Some(t("2026-06-01T00:00:10Z")));
     let w = f.compute("2026-06-01T00:00:10Z");
@@ -195,7 +228,9 @@ fn previous_keys_stay_until_they_expire() {
 
 #[test]
 fn trust_domain_belongs_to_the_kind_that_came_first() {
-    use crate::crd::{BundleSource, ClaimSource, DeliveredSource, ObjectKeyRef, ServiceIdentityClaimSpec};
+    use crate::crd::{
+        BundleSource, ClaimSource, DeliveredSource, ObjectKeyRef, ServiceIdentityClaimSpec,
+    };
     let mut f = Fixture::new();
     f.add(si("shop", "orders", "example.org", "2026-01-01T00:00:00Z"));
     let mut c = ServiceIdentityClaim::new(
@@ -208,7 +243,11 @@ fn trust_domain_belongs_to_the_kind_that_came_first() {
                 delivered: Some(DeliveredSource {
                     bundle_from: BundleSource {
                         secret_ref: None,
-                        config_map_ref: Some(ObjectKeyRef { name: "b".into(), key: String::new(), namespace: String::new() }),
+                        config_map_ref: Some(ObjectKeyRef {
+                            name: "b".into(),
+                            key: String::new(),
+                            namespace: String::new(),
+                        }),
                     },
                 }),
             },
@@ -217,20 +256,46 @@ fn trust_domain_belongs_to_the_kind_that_came_first() {
     c.metadata.namespace = Some("shop".into());
     c.metadata.creation_timestamp = Some(Time(t("2026-02-01T00:00:00Z")));
     f.claims.push(Arc::new(c.clone()));
-    f.outcomes.insert(ObjKey::new("shop", "tenant"), ClaimOutcome::Valid { kid: "k".into(), doc: Arc::from("{}") });
+    f.outcomes.insert(
+        ObjKey::new("shop", "tenant"),
+        ClaimOutcome::Valid {
+            kid: "k".into(),
+            doc: Arc::from("{}"),
+        },
+    );
     let w = f.compute(NOW);
-    assert_eq!(w.claims[&ObjKey::new("shop", "tenant")].excluded.as_ref().unwrap().reason, Reason::TrustDomainConflict);
-    assert!(w.identities[&ObjKey::new("shop", "orders")].excluded.is_none());
+    assert_eq!(
+        w.claims[&ObjKey::new("shop", "tenant")]
+            .excluded
+            .as_ref()
+            .unwrap()
+            .reason,
+        Reason::TrustDomainConflict
+    );
+    assert!(
+        w.identities[&ObjKey::new("shop", "orders")]
+            .excluded
+            .is_none()
+    );
     assert!(w.desired["shop"]["example.org.json"].contains("orders"));
 
     // The other way round: a claim first, an identity later.
     let mut f2 = Fixture::new();
     c.metadata.creation_timestamp = Some(Time(t("2025-01-01T00:00:00Z")));
     f2.claims.push(Arc::new(c));
-    f2.outcomes.insert(ObjKey::new("shop", "tenant"), ClaimOutcome::Valid { kid: "k".into(), doc: Arc::from("{\"delivered\":1}") });
+    f2.outcomes.insert(
+        ObjKey::new("shop", "tenant"),
+        ClaimOutcome::Valid {
+            kid: "k".into(),
+            doc: Arc::from("{\"delivered\":1}"),
+        },
+    );
     f2.add(si("shop", "orders", "example.org", "2026-01-01T00:00:00Z"));
     let w = f2.compute(NOW);
-    let v = w.identities[&ObjKey::new("shop", "orders")].excluded.clone().unwrap();
+    let v = w.identities[&ObjKey::new("shop", "orders")]
+        .excluded
+        .clone()
+        .unwrap();
     assert_eq!(v.reason, Reason::TrustDomainConflict);
     assert!(v.message.contains("shop/tenant"), "{}", v.message);
     assert_eq!(w.desired["shop"]["example.org.json"], "{\"delivered\":1}");
@@ -244,7 +309,12 @@ fn over_the_limit_is_not_written() {
     // Beyond the first entry each costs two bytes less than `identity_overhead`.
     let n = CONFIGMAP_LIMIT / (per - 2) + 2;
     for i in 0..n {
-        let mut s = si("big", &format!("svc-{i:05}"), "example.org", "2026-01-01T00:00:00Z");
+        let mut s = si(
+            "big",
+            &format!("svc-{i:05}"),
+            "example.org",
+            "2026-01-01T00:00:00Z",
+        );
         s.metadata.uid = Some(format!("u{i}"));
         // one shared key is enough to measure sizes
         f.identities.push(Arc::new(s));
