@@ -189,6 +189,12 @@ async fn pass(ctx: &Arc<Context>, cache: &mut DocCache, in_flight: &mut HashMap<
                 continue;
             }
         }
+        tracing::debug!(
+            namespace = %ns,
+            actual = ?current.map(|a| (a.managed, a.resource_version.clone(), a.data.iter().map(|(k, v)| (k.clone(), v.len())).collect::<Vec<_>>())),
+            desired = ?data.iter().map(|(k, v)| (k.clone(), v.len())).collect::<Vec<_>>(),
+            "bundle ConfigMap differs"
+        );
         writes.push((ns.clone(), data.clone(), current.cloned()));
     }
     for (ns, why) in &world.blocked {
