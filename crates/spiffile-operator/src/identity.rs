@@ -128,6 +128,38 @@ pub async fn reconcile(si: Arc<ServiceIdentity>, ctx: Arc<Context>) -> Result<Ac
         .cloned()
         .unwrap_or_default();
 
+    // 3. record what a committed rotation left on the Secret before
+    // anything else (a crash may have come between its two writes): the
+    // replaced key must be in status before a later commit overwrites the
+    // Secret's note of it.
+    let now = Timestamp::now();
+    let mut previous_keys = status.previous_keys.clone();
+    let mut last_rotate_value = status.last_rotate_value.clone();
+    if let Some((k, expires)) = &secret.previous
+        && *expires > now
+    {
+        push_previous(&mut previous_keys, k, *expires);
+    }
+    if secret.staged.is_none()
+        && let Some(done) = &secret.rotation
+    {
+        last_rotate_value = done.clone();
+    }
+    if previous_keys != status.previous_keys || last_rotate_value != status.last_rotate_value {
+        let fields = StatusFields {
+            key_id: secret.current.as_ref().ok().map(|k| k.kid().to_owned()),
+            previous_keys,
+            last_rotate_value,
+        };
+        let verdict = if state.published {
+            Verdict::ready()
+        } else {
+            Verdict::not_ready(Reason::BundlePending, "recording a completed rotation")
+        };
+        set_status(&ctx, &si, &verdict, Some(fields)).await?;
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+
     // 2. commit a staged key once every bundle carries it.
     if let Some(staged) = &secret.staged {
         return match staged {
@@ -149,25 +181,13 @@ pub async fn reconcile(si: Arc<ServiceIdentity>, ctx: Arc<Context>) -> Result<Ac
         };
     }
 
-    // 3. (after a crash between 2 and 3) record a committed rotation.
-    let mut previous_keys = status.previous_keys.clone();
-    let mut last_rotate_value = status.last_rotate_value.clone();
-    if let Some(done) = &secret.rotation
-        && *done != last_rotate_value
-    {
-        if let Some((k, expires)) = &secret.previous {
-            push_previous(&mut previous_keys, k, *expires);
-        }
-        last_rotate_value = done.clone();
-    }
-
     // 1. stage a new key for a new rotate value.
     if !rotate_value.is_empty() && rotate_value != last_rotate_value {
         return stage(&ctx, &si, &key, &secret, &rotate_value).await;
     }
 
     // Status.
-    let now = Timestamp::now();
+    let mut previous_keys = previous_keys;
     previous_keys.retain(|p| p.expires_at.0 > now);
     let verdict = match &secret.current {
         Err(e) => Verdict::not_ready(
@@ -506,6 +526,9 @@ async fn commit(
 
     let status = si.status.clone().unwrap_or_default();
     let mut previous_keys = status.previous_keys.clone();
+    if let Some((k, t)) = &fresh.previous {
+        push_previous(&mut previous_keys, k, *t);
+    }
     if let Ok(old) = &fresh.current {
         push_previous(&mut previous_keys, old, expires);
     }

@@ -28,8 +28,13 @@ struct Ca {
 fn ca() -> Result<Ca> {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
-    params.distinguished_name.push(rcgen::DnType::CommonName, "spiffile webhook test CA");
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "spiffile webhook test CA");
     let key = rcgen::KeyPair::generate()?;
     let pem = params.self_signed(&key)?.pem();
     Ok(Ca { params, key, pem })
@@ -48,15 +53,21 @@ async fn served_certificate(port: u16, ca_pem: &str) -> Result<CertificateDer<'s
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("127.0.0.1")?.to_owned(), tcp)
         .await?;
-    let certs = tls.get_ref().1.peer_certificates().ok_or("no certificate")?;
+    let certs = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .ok_or("no certificate")?;
     Ok(certs[0].clone().into_owned())
 }
 
@@ -69,7 +80,10 @@ impl Drop for WebhookGuard {
     fn drop(&mut self) {
         let (api, name) = (self.api.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 let _ = rt.block_on(api.delete(&name, &Default::default()));
             }
         })
@@ -81,7 +95,12 @@ fn pod(name: &str, annotations: &[(&str, &str)]) -> Pod {
     Pod {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            annotations: Some(annotations.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+            ),
             ..Default::default()
         },
         spec: Some(PodSpec {
@@ -98,15 +117,28 @@ fn pod(name: &str, annotations: &[(&str, &str)]) -> Pod {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_are_injected_missing_identities_denied_and_certificates_reloaded() -> Result {
-    let Some(env) = support::env().await else { return Ok(()) };
-    let ns = support::namespace(&env.client, &support::unique("inject"), &[("spiffile.io/injection", "enabled")]).await?;
+    let Some(env) = support::env().await else {
+        return Ok(());
+    };
+    let ns = support::namespace(
+        &env.client,
+        &support::unique("inject"),
+        &[("spiffile.io/injection", "enabled")],
+    )
+    .await?;
     let td = format!("{}.test", support::unique("hook"));
 
     let ca = ca()?;
     let certs = tempfile::tempdir()?;
     let mut mount = Mounted::new(certs.path())?;
     let (crt, key) = leaf(&ca)?;
-    mount.update(&BTreeMap::from([("tls.crt".into(), crt.into_bytes()), ("tls.key".into(), key.into_bytes())]), 0o600)?;
+    mount.update(
+        &BTreeMap::from([
+            ("tls.crt".into(), crt.into_bytes()),
+            ("tls.key".into(), key.into_bytes()),
+        ]),
+        0o600,
+    )?;
     let port = support::free_port();
     let op = support::Operator::start(
         &env,
@@ -119,10 +151,14 @@ async fn pods_are_injected_missing_identities_denied_and_certificates_reloaded()
             certs.path().to_str().ok_or("path")?,
         ],
     )?;
-    wait_for(Duration::from_secs(30), "the operator ready (webhook serving)", || {
-        let ok = op.get("/readyz").map(|(c, _)| c == 200).unwrap_or(false);
-        async move { ok.then_some(()) }
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the operator ready (webhook serving)",
+        || {
+            let ok = op.get("/readyz").map(|(c, _)| c == 200).unwrap_or(false);
+            async move { ok.then_some(()) }
+        },
+    )
     .await?;
 
     // Register the webhook with the API server.
@@ -162,7 +198,10 @@ async fn pods_are_injected_missing_identities_denied_and_certificates_reloaded()
         }]),
     };
     hooks.create(&PostParams::default(), &config).await?;
-    let _guard = WebhookGuard { api: hooks.clone(), name: hook_name };
+    let _guard = WebhookGuard {
+        api: hooks.clone(),
+        name: hook_name,
+    };
 
     let sis: Api<ServiceIdentity> = Api::namespaced(env.client.clone(), &ns.name);
     let si = ServiceIdentity::new(
@@ -176,18 +215,33 @@ async fn pods_are_injected_missing_identities_denied_and_certificates_reloaded()
     );
     sis.create(&PostParams::default(), &si).await?;
     let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &ns.name);
-    wait_for(Duration::from_secs(30), "the default service account", || {
-        let sas = sas.clone();
-        async move { sas.get_opt("default").await.ok()?.map(|_| ()) }
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the default service account",
+        || {
+            let sas = sas.clone();
+            async move { sas.get_opt("default").await.ok()?.map(|_| ()) }
+        },
+    )
     .await?;
 
     // A pod naming its identity is stored mutated (it stays Pending: no kubelet).
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns.name);
-    let created = wait_for(Duration::from_secs(20), "the webhook to admit a pod", || {
-        let pods = pods.clone();
-        async move { pods.create(&PostParams::default(), &pod("app", &[("spiffile.io/identity", "billing")])).await.ok() }
-    })
+    let created = wait_for(
+        Duration::from_secs(20),
+        "the webhook to admit a pod",
+        || {
+            let pods = pods.clone();
+            async move {
+                pods.create(
+                    &PostParams::default(),
+                    &pod("app", &[("spiffile.io/identity", "billing")]),
+                )
+                .await
+                .ok()
+            }
+        },
+    )
     .await?;
     let stored = pods.get("app").await?;
     assert_eq!(stored.metadata.uid, created.metadata.uid);
@@ -199,7 +253,11 @@ async fn pods_are_injected_missing_identities_denied_and_certificates_reloaded()
         .and_then(|v| v.secret.clone())
         .ok_or("no identity volume")?;
     assert_eq!(secret.secret_name.as_deref(), Some("billing-spiffile"));
-    assert_eq!(secret.default_mode, Some(0o400), "keys are 0400, not Kubernetes' 0644");
+    assert_eq!(
+        secret.default_mode,
+        Some(0o400),
+        "keys are 0400, not Kubernetes' 0644"
+    );
     assert!(secret.items.is_none(), "the Secret is mounted whole");
     let cm = volumes
         .iter()
@@ -210,11 +268,17 @@ async fn pods_are_injected_missing_identities_denied_and_certificates_reloaded()
     let app = &spec.containers[0];
     let mounts = app.volume_mounts.clone().unwrap_or_default();
     let by_path: BTreeMap<_, _> = mounts.iter().map(|m| (m.mount_path.as_str(), m)).collect();
-    for (path, volume) in [("/var/run/spiffile/identity", "spiffile-identity"), ("/var/run/spiffile/bundle", "spiffile-bundle")] {
+    for (path, volume) in [
+        ("/var/run/spiffile/identity", "spiffile-identity"),
+        ("/var/run/spiffile/bundle", "spiffile-bundle"),
+    ] {
         let m = by_path.get(path).ok_or(format!("no mount at {path}"))?;
         assert_eq!(m.name, volume);
         assert_eq!(m.read_only, Some(true));
-        assert!(m.sub_path.is_none(), "never subPath: updates would not propagate");
+        assert!(
+            m.sub_path.is_none(),
+            "never subPath: updates would not propagate"
+        );
     }
     let env_vars: BTreeMap<_, _> = app
         .env
@@ -223,38 +287,69 @@ async fn pods_are_injected_missing_identities_denied_and_certificates_reloaded()
         .into_iter()
         .map(|e| (e.name, e.value.unwrap_or_default()))
         .collect();
-    assert_eq!(env_vars["SPIFFILE_ID_FILE"], "/var/run/spiffile/identity/id");
-    assert_eq!(env_vars["SPIFFILE_KEY_FILE"], "/var/run/spiffile/identity/key.pem");
-    assert_eq!(env_vars["SPIFFILE_BUNDLE_FILE"], format!("/var/run/spiffile/bundle/{td}.json"));
-    assert_eq!(stored.metadata.annotations.unwrap_or_default()["spiffile.io/injected"], "true");
+    assert_eq!(
+        env_vars["SPIFFILE_ID_FILE"],
+        "/var/run/spiffile/identity/id"
+    );
+    assert_eq!(
+        env_vars["SPIFFILE_KEY_FILE"],
+        "/var/run/spiffile/identity/key.pem"
+    );
+    assert_eq!(
+        env_vars["SPIFFILE_BUNDLE_FILE"],
+        format!("/var/run/spiffile/bundle/{td}.json")
+    );
+    assert_eq!(
+        stored.metadata.annotations.unwrap_or_default()["spiffile.io/injected"],
+        "true"
+    );
 
     // A pod naming an identity that does not exist is denied, by name.
     let denied = pods
-        .create(&PostParams::default(), &pod("ghost", &[("spiffile.io/identity", "nobody")]))
+        .create(
+            &PostParams::default(),
+            &pod("ghost", &[("spiffile.io/identity", "nobody")]),
+        )
         .await
         .err()
         .ok_or("a pod with a missing identity was admitted")?;
     let text = denied.to_string();
-    assert!(text.contains("\"nobody\"") && text.contains(&ns.name), "{text}");
+    assert!(
+        text.contains("\"nobody\"") && text.contains(&ns.name),
+        "{text}"
+    );
 
     // Renew the certificate the way cert-manager and kubelet do; the webhook serves it.
     let before = served_certificate(port, &ca.pem).await?;
     let (crt2, key2) = leaf(&ca)?;
-    mount.update(&BTreeMap::from([("tls.crt".into(), crt2.clone().into_bytes()), ("tls.key".into(), key2.into_bytes())]), 0o600)?;
+    mount.update(
+        &BTreeMap::from([
+            ("tls.crt".into(), crt2.clone().into_bytes()),
+            ("tls.key".into(), key2.into_bytes()),
+        ]),
+        0o600,
+    )?;
     use rustls::pki_types::pem::PemObject;
     let want = CertificateDer::from_pem_slice(crt2.as_bytes())?.into_owned();
     assert_ne!(before, want);
     let ca_pem = ca.pem.clone();
-    wait_for(Duration::from_secs(10), "the renewed certificate served", || {
-        let (want, ca_pem) = (want.clone(), ca_pem.clone());
-        async move { (served_certificate(port, &ca_pem).await.ok()? == want).then_some(()) }
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the renewed certificate served",
+        || {
+            let (want, ca_pem) = (want.clone(), ca_pem.clone());
+            async move { (served_certificate(port, &ca_pem).await.ok()? == want).then_some(()) }
+        },
+    )
     .await?;
     // The API server still reaches it.
-    pods.create(&PostParams::default(), &pod("after-renewal", &[("spiffile.io/inject", "true")]))
-        .await
-        .err()
-        .map(|e| assert!(e.to_string().contains("\"default\""), "{e}"))
-        .ok_or("a pod for the missing identity `default` was admitted")?;
+    pods.create(
+        &PostParams::default(),
+        &pod("after-renewal", &[("spiffile.io/inject", "true")]),
+    )
+    .await
+    .err()
+    .map(|e| assert!(e.to_string().contains("\"default\""), "{e}"))
+    .ok_or("a pod for the missing identity `default` was admitted")?;
     Ok(())
 }
