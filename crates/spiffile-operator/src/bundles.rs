@@ -313,6 +313,13 @@ async fn write(
 }
 
 fn send_triggers(ctx: &Context, previous: &World, world: &World) {
+    if previous.namespace_bytes != world.namespace_bytes {
+        for key in ctx.take_deferred() {
+            let _ = ctx
+                .identity_triggers
+                .unbounded_send(ObjectRef::new(&key.name).within(&key.namespace));
+        }
+    }
     for (key, state) in &world.identities {
         if previous.identities.get(key) != Some(state) {
             let _ = ctx

@@ -57,6 +57,8 @@ pub struct Context {
     recorder: Recorder,
     outcomes: Mutex<HashMap<ObjKey, ClaimOutcome>>,
     reservations: Mutex<HashMap<ObjKey, Reservation>>,
+    /// Identities refused for size, reconciled again after the next pass.
+    deferred: Mutex<std::collections::HashSet<ObjKey>>,
     /// Reconcile requests the writer sends when an object's state changed.
     pub identity_triggers: UnboundedSender<ObjectRef<ServiceIdentity>>,
     /// See [`Context::identity_triggers`].
@@ -100,6 +102,7 @@ impl Context {
             recorder,
             outcomes: Mutex::new(HashMap::new()),
             reservations: Mutex::new(HashMap::new()),
+            deferred: Mutex::new(std::collections::HashSet::new()),
             identity_triggers: parts.identity_triggers,
             claim_triggers: parts.claim_triggers,
         }
@@ -193,6 +196,10 @@ impl Context {
                 }
             }
             if size + bytes > CONFIGMAP_LIMIT {
+                self.deferred
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone());
                 return Err(format!(
                     "ConfigMap {ns}/spiffile-bundle would grow to about {} bytes, over Kubernetes' limit of {CONFIGMAP_LIMIT} (the {trust_domain:?} bundle holds {} identities); nothing was written (split the trust domain, shorten rotationOverlap, or move identities to fewer namespaces; see docs/operator.md, Limits)",
                     size + bytes,
@@ -215,6 +222,16 @@ impl Context {
             },
         );
         Ok(())
+    }
+
+    /// Identities refused for size since the last call (they look again once
+    /// bundles have changed).
+    pub fn take_deferred(&self) -> Vec<ObjKey> {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect()
     }
 
     /// Drops the reservation of `key`.
