@@ -14,7 +14,10 @@ fn deploy_crd_yaml_matches_the_types() {
 
 #[test]
 fn the_chart_carries_the_same_crds() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../charts/spiffile-operator/crds/crd.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../charts/spiffile-operator/crds/crd.yaml"
+    );
     let committed = std::fs::read_to_string(path).expect("charts/spiffile-operator/crds/crd.yaml");
     let generated = spiffile_operator::crd::crds_yaml().expect("the CRDs render");
     assert!(

@@ -41,17 +41,23 @@ async fn fresh_namespace(client: &kube::Client, name: &str) -> Result<support::N
     if api.get_opt(name).await?.is_some() {
         let _ = api.delete(name, &Default::default()).await;
     }
-    wait_for(Duration::from_secs(120), &format!("an earlier namespace {name} to be gone"), || {
-        let api = api.clone();
-        async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
-    })
+    wait_for(
+        Duration::from_secs(120),
+        &format!("an earlier namespace {name} to be gone"),
+        || {
+            let api = api.clone();
+            async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+        },
+    )
     .await?;
     support::namespace(client, name, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_readme_manifests_apply_unchanged() -> Result {
-    let Some(env) = support::env().await else { return Ok(()) };
+    let Some(env) = support::env().await else {
+        return Ok(());
+    };
     // The README's names, literally.
     let shop = fresh_namespace(&env.client, "shop").await?;
     let system = fresh_namespace(&env.client, "spiffile-system").await?;
@@ -67,12 +73,18 @@ async fn upstream_readme_manifests_apply_unchanged() -> Result {
         async move { sis.get("billing").await.ok()?.status?.ready.then_some(()) }
     })
     .await?;
-    let secret = Api::<Secret>::namespaced(env.client.clone(), "shop").get("billing-spiffile").await?;
+    let secret = Api::<Secret>::namespaced(env.client.clone(), "shop")
+        .get("billing-spiffile")
+        .await?;
     let data = support::secret_data(&secret);
     assert_eq!(data["id"], b"spiffe://example.org/billing\n");
     spiffile_provision::public_key_of_pem(&data["key.pem"])?;
-    let cm = Api::<ConfigMap>::namespaced(env.client.clone(), "shop").get("spiffile-bundle").await?;
-    let doc = spiffile_bundle::Bundle::from_json(cm.data.as_ref().ok_or("no data")?["example.org.json"].as_bytes())?;
+    let cm = Api::<ConfigMap>::namespaced(env.client.clone(), "shop")
+        .get("spiffile-bundle")
+        .await?;
+    let doc = spiffile_bundle::Bundle::from_json(
+        cm.data.as_ref().ok_or("no data")?["example.org.json"].as_bytes(),
+    )?;
     assert!(doc.contains("spiffe://example.org/billing"));
 
     // `kubectl get serviceidentities -n shop`: NAME, SPIFFE ID, READY, AGE.
@@ -94,15 +106,22 @@ async fn upstream_readme_manifests_apply_unchanged() -> Result {
 
     // The claim waits for its courier, as upstream's docs say.
     let claims: Api<ServiceIdentityClaim> = Api::namespaced(env.client.clone(), "shop");
-    let msg = wait_for(Duration::from_secs(30), "the claim waiting for its Secret", || {
-        let claims = claims.clone();
-        async move {
-            let st = claims.get("tenant-manager").await.ok()?.status?;
-            (!st.ready && !st.message.is_empty()).then_some(st.message)
-        }
-    })
+    let msg = wait_for(
+        Duration::from_secs(30),
+        "the claim waiting for its Secret",
+        || {
+            let claims = claims.clone();
+            async move {
+                let st = claims.get("tenant-manager").await.ok()?.status?;
+                (!st.ready && !st.message.is_empty()).then_some(st.message)
+            }
+        },
+    )
     .await?;
-    assert_eq!(msg, "waiting for secret \"tenant-manager-spiffile\" to be delivered");
+    assert_eq!(
+        msg,
+        "waiting for secret \"tenant-manager-spiffile\" to be delivered"
+    );
     // The courier delivers.
     let root = tempfile::tempdir()?;
     spiffile_provision::init_root(root.path(), "platform.example")?;
@@ -117,7 +136,9 @@ async fn upstream_readme_manifests_apply_unchanged() -> Result {
         data: Some(BTreeMap::from([("bundle.json".to_owned(), bundle.clone())])),
         ..Default::default()
     };
-    Api::<ConfigMap>::namespaced(env.client.clone(), "spiffile-system").create(&PostParams::default(), &shared).await?;
+    Api::<ConfigMap>::namespaced(env.client.clone(), "spiffile-system")
+        .create(&PostParams::default(), &shared)
+        .await?;
     let key = Secret {
         metadata: ObjectMeta {
             name: Some("tenant-manager-spiffile".into()),
@@ -125,32 +146,56 @@ async fn upstream_readme_manifests_apply_unchanged() -> Result {
         },
         data: Some(BTreeMap::from([
             ("id".to_owned(), ByteString(std::fs::read(svc.join("id"))?)),
-            ("key.pem".to_owned(), ByteString(std::fs::read(svc.join("key.pem"))?)),
+            (
+                "key.pem".to_owned(),
+                ByteString(std::fs::read(svc.join("key.pem"))?),
+            ),
         ])),
         ..Default::default()
     };
-    Api::<Secret>::namespaced(env.client.clone(), "shop").create(&PostParams::default(), &key).await?;
+    Api::<Secret>::namespaced(env.client.clone(), "shop")
+        .create(&PostParams::default(), &key)
+        .await?;
     wait_for(Duration::from_secs(30), "the claim Ready", || {
         let claims = claims.clone();
-        async move { claims.get("tenant-manager").await.ok()?.status?.ready.then_some(()) }
+        async move {
+            claims
+                .get("tenant-manager")
+                .await
+                .ok()?
+                .status?
+                .ready
+                .then_some(())
+        }
     })
     .await?;
     // Both trust domains side by side in the namespace's ConfigMap.
     let cms = Api::<ConfigMap>::namespaced(env.client.clone(), "shop");
-    wait_for(Duration::from_secs(10), "both trust domains in spiffile-bundle", || {
-        let cms = cms.clone();
-        let bundle = bundle.clone();
-        async move {
-            let d = cms.get("spiffile-bundle").await.ok()?.data?;
-            (d.get("platform.example.json") == Some(&bundle) && d.contains_key("example.org.json")).then_some(())
-        }
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "both trust domains in spiffile-bundle",
+        || {
+            let cms = cms.clone();
+            let bundle = bundle.clone();
+            async move {
+                let d = cms.get("spiffile-bundle").await.ok()?.data?;
+                (d.get("platform.example.json") == Some(&bundle)
+                    && d.contains_key("example.org.json"))
+                .then_some(())
+            }
+        },
+    )
     .await?;
 
     // "Key rotation is one command away": kubectl annotate … spiffile.io/rotate="$(date -Is)" --overwrite
     let before = sis.get("billing").await?.status.unwrap_or_default().key_id;
     let patch = serde_json::json!({"metadata": {"annotations": {"spiffile.io/rotate": "2026-12-01T12:00:00+00:00"}}});
-    sis.patch("billing", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await?;
+    sis.patch(
+        "billing",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
     wait_for(Duration::from_secs(30), "billing rotated", || {
         let sis = sis.clone();
         let before = before.clone();
@@ -167,7 +212,9 @@ async fn upstream_readme_manifests_apply_unchanged() -> Result {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_server_enforces_upstreams_validation() -> Result {
-    let Some(env) = support::env().await else { return Ok(()) };
+    let Some(env) = support::env().await else {
+        return Ok(());
+    };
     let ns = support::namespace(&env.client, &support::unique("valid"), &[]).await?;
     let refused = [
         // trustDomain pattern
