@@ -30,8 +30,8 @@ use crate::names::{DEFAULT_BUNDLE_KEY, SECRET_SUFFIX};
     status = "ServiceIdentityStatus",
     derive = "PartialEq",
     doc = "A spiffile workload identity whose key the operator generates, rotates and revokes.",
-    printcolumn(name = "SPIFFE ID", type_ = "string", json_path = ".status.spiffeID"),
-    printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
+    printcolumn = r#"{"name":"SPIFFE ID","type":"string","jsonPath":".status.spiffeID"}"#,
+    printcolumn = r#"{"name":"Ready","type":"boolean","jsonPath":".status.ready"}"#,
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -110,9 +110,9 @@ pub struct ServiceIdentityStatus {
     status = "ServiceIdentityClaimStatus",
     derive = "PartialEq",
     doc = "Binds an externally provisioned spiffile identity into a namespace; the operator validates and never writes its Secret.",
-    printcolumn(name = "SPIFFE ID", type_ = "string", json_path = ".status.spiffeID"),
-    printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
-    printcolumn(name = "Message", type_ = "string", json_path = ".status.message"),
+    printcolumn = r#"{"name":"SPIFFE ID","type":"string","jsonPath":".status.spiffeID"}"#,
+    printcolumn = r#"{"name":"Ready","type":"boolean","jsonPath":".status.ready"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message"}"#,
     printcolumn(
         name = "Age",
         type_ = "date",

@@ -187,7 +187,6 @@ pub async fn reconcile(si: Arc<ServiceIdentity>, ctx: Arc<Context>) -> Result<Ac
     }
 
     // Status.
-    let mut previous_keys = previous_keys;
     previous_keys.retain(|p| p.expires_at.0 > now);
     let verdict = match &secret.current {
         Err(e) => Verdict::not_ready(

@@ -7,7 +7,6 @@
 //! the lease (so a follower takes over at once) and exits 0. If it loses the
 //! lease it stops writing at once and exits 1, as client-go's operators do.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -53,12 +52,10 @@ pub async fn client(metrics: &Metrics) -> Result<Client, Error> {
 }
 
 /// A future that resolves once `rx` turns true.
-fn when(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Sync + 'static {
-    async move {
-        while !*rx.borrow_and_update() {
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
+async fn when(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -149,10 +146,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
     )
     .await;
     metrics.set_leader(false);
-    if let Some(l) = leadership {
-        if result.is_ok() {
-            l.release().await;
-        }
+    if let Some(l) = leadership
+        && result.is_ok()
+    {
+        l.release().await;
     }
     health.stopping.store(true, Ordering::Relaxed);
     finish(health, probes, webhook_task).await;

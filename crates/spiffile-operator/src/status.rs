@@ -193,7 +193,7 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let t1: Timestamp = "2026-01-02T00:00:00Z".parse().unwrap();
         let c0 = ready_condition(&Verdict::ready(), Some(1), &[], t0);
-        let c1 = ready_condition(&Verdict::ready(), Some(2), &[c0.clone()], t1);
+        let c1 = ready_condition(&Verdict::ready(), Some(2), std::slice::from_ref(&c0), t1);
         assert_eq!(c1.last_transition_time, Time(t0));
         let c2 = ready_condition(
             &Verdict::not_ready(Reason::BundleTooLarge, "too big"),

@@ -134,8 +134,11 @@ pub struct World {
 /// key, valid for one value.
 #[derive(Debug, Default)]
 pub struct DocCache {
-    entries: HashMap<(String, String), (u64, Option<Arc<Bundle>>)>,
+    entries: HashMap<DocKey, (u64, Option<Arc<Bundle>>)>,
 }
+
+/// A namespace and one of its data keys.
+type DocKey = (String, String);
 
 impl DocCache {
     fn get(&mut self, namespace: &str, key: &str, value: &str) -> Option<Arc<Bundle>> {
