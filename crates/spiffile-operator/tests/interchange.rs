@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ObjectMeta, PostParams};
 use spiffile_operator::crd::{ServiceIdentity, ServiceIdentityClaim};
 use support::{Result, wait_for};
@@ -35,32 +35,14 @@ spec:
         configMapRef: { name: shared-bundle, namespace: spiffile-system }
 ";
 
-async fn fresh_namespace(client: &kube::Client, name: &str) -> Result<support::NamespaceGuard> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    // A test cluster: a leftover of an earlier run goes first.
-    if api.get_opt(name).await?.is_some() {
-        let _ = api.delete(name, &Default::default()).await;
-    }
-    wait_for(
-        Duration::from_secs(120),
-        &format!("an earlier namespace {name} to be gone"),
-        || {
-            let api = api.clone();
-            async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
-        },
-    )
-    .await?;
-    support::namespace(client, name, &[]).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_readme_manifests_apply_unchanged() -> Result {
     let Some(env) = support::env().await else {
         return Ok(());
     };
     // The README's names, literally.
-    let shop = fresh_namespace(&env.client, "shop").await?;
-    let system = fresh_namespace(&env.client, "spiffile-system").await?;
+    let shop = support::fresh_namespace(&env.client, "shop").await?;
+    let system = support::fresh_namespace(&env.client, "spiffile-system").await?;
     let _op = support::Operator::start(&env, &system.name, &[])?;
 
     support::apply_yaml(&env.client, "default", README_IDENTITY).await?;

@@ -192,6 +192,11 @@ impl Operator {
     /// Starts the operator with the test defaults (short lease, loopback
     /// probes, its Lease in `lease_namespace`) and `extra` flags.
     pub fn start(env: &Env, lease_namespace: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_with(&env.kubeconfig, lease_namespace, extra)
+    }
+
+    /// Like [`Operator::start`], with another kubeconfig.
+    pub fn start_with(kubeconfig: &Path, lease_namespace: &str, extra: &[&str]) -> Result<Self> {
         let n = OPERATORS.fetch_add(1, Ordering::Relaxed);
         let name = format!("op-{}-{n}", std::process::id());
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-tests");
@@ -216,7 +221,7 @@ impl Operator {
                 "text",
             ])
             .args(extra)
-            .env("KUBECONFIG", &env.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,spiffile_operator=debug")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -414,21 +419,46 @@ pub async fn apply_yaml(client: &Client, namespace: &str, yaml: &str) -> Result 
             None => (String::new(), types.api_version.clone()),
         };
         let gvk = GroupVersionKind::gvk(&group, &version, &types.kind);
-        let (ar, _caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+        let (ar, caps) = kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .map_err(|e| format!("discovering {}/{}: {e}", types.api_version, types.kind))?;
         let ar: ApiResource = ar;
         let ns = obj
             .metadata
             .namespace
             .clone()
             .unwrap_or_else(|| namespace.to_owned());
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+        let api: Api<DynamicObject> = match caps.scope {
+            kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &ar),
+            kube::discovery::Scope::Namespaced => Api::namespaced_with(client.clone(), &ns, &ar),
+        };
         let name = obj
             .metadata
             .name
             .clone()
             .ok_or("a document without a name")?;
         api.patch(&name, &PatchParams::apply("kubectl"), &Patch::Apply(&obj))
-            .await?;
+            .await
+            .map_err(|e| format!("applying {} {name}: {e}", types.kind))?;
     }
     Ok(())
+}
+
+/// A namespace under a fixed name (as a manifest names it), deleting a
+/// leftover of an earlier run first.
+pub async fn fresh_namespace(client: &Client, name: &str) -> Result<NamespaceGuard> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    if api.get_opt(name).await?.is_some() {
+        let _ = api.delete(name, &Default::default()).await;
+    }
+    wait_for(
+        Duration::from_secs(120),
+        &format!("an earlier namespace {name} to be gone"),
+        || {
+            let api = api.clone();
+            async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+        },
+    )
+    .await?;
+    namespace(client, name, &[]).await
 }
