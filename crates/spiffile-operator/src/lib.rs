@@ -20,6 +20,7 @@ pub mod context;
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod extract;
 pub mod http;
 pub mod identity;
 pub mod leader;
