@@ -100,7 +100,7 @@ impl Metrics {
         let api_requests = Family::<Labels, Counter>::default();
         r.register(
             "api_requests",
-            "Requests sent to the Kubernetes API server, by HTTP method",
+            "Requests sent to the Kubernetes API server, by HTTP method and resource",
             api_requests.clone(),
         );
         let webhook_requests = Family::<Labels, Counter>::default();
@@ -200,9 +200,9 @@ impl Metrics {
     }
 
     /// Counts an API request.
-    pub fn api_request(&self, method: &str) {
+    pub fn api_request(&self, method: &str, resource: &str) {
         self.api_requests
-            .get_or_create(&labels(&[("method", method)]))
+            .get_or_create(&labels(&[("method", method), ("resource", resource)]))
             .inc();
     }
 

@@ -43,12 +43,42 @@ pub async fn client(metrics: &Metrics) -> Result<Client, Error> {
     let m = metrics.clone();
     let counting =
         tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
-            m.api_request(req.method().as_str());
+            m.api_request(req.method().as_str(), resource_of(req.uri().path()));
             req
         });
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| Error::Startup(format!("cannot build the Kubernetes client: {e}")))?;
     Ok(builder.with_layer(&counting).build())
+}
+
+/// The resource a request path names (`secrets`, `serviceidentities/status`,
+/// `leases`, …), for the request metric.
+fn resource_of(path: &str) -> &str {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match parts.next() {
+        Some("api") => {
+            parts.next(); // version
+        }
+        Some("apis") => {
+            parts.next(); // group
+            parts.next(); // version
+        }
+        _ => return "other",
+    }
+    let mut resource = parts.next().unwrap_or("other");
+    if resource == "namespaces" {
+        let _namespace = parts.next();
+        resource = parts.next().unwrap_or("namespaces");
+    }
+    // A subresource (`…/NAME/status`) is counted with it.
+    match (parts.next(), parts.next()) {
+        (Some(_), Some("status")) => match resource {
+            "serviceidentities" => "serviceidentities/status",
+            "serviceidentityclaims" => "serviceidentityclaims/status",
+            other => other,
+        },
+        _ => resource,
+    }
 }
 
 /// A future that resolves once `rx` turns true.
@@ -328,5 +358,24 @@ async fn lead(
             synced.abort();
             Err(Error::Startup("lost the leader lease; exiting so a restart rejoins as a follower".into()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_resources() {
+        use super::resource_of;
+        assert_eq!(resource_of("/api/v1/namespaces/shop/secrets/a"), "secrets");
+        assert_eq!(resource_of("/api/v1/secrets"), "secrets");
+        assert_eq!(
+            resource_of("/apis/spiffile.io/v1alpha1/namespaces/shop/serviceidentities/a/status"),
+            "serviceidentities/status"
+        );
+        assert_eq!(
+            resource_of("/apis/coordination.k8s.io/v1/namespaces/s/leases/x"),
+            "leases"
+        );
+        assert_eq!(resource_of("/version"), "other");
     }
 }
