@@ -40,7 +40,10 @@ fn metrics(port: u16) -> BTreeMap<String, f64> {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return out;
     };
-    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -54,7 +57,10 @@ fn metrics(port: u16) -> BTreeMap<String, f64> {
 }
 
 fn sum(m: &BTreeMap<String, f64>, prefix: &str, filter: impl Fn(&str) -> bool) -> f64 {
-    m.iter().filter(|(k, _)| k.starts_with(prefix) && filter(k)).map(|(_, v)| v).sum()
+    m.iter()
+        .filter(|(k, _)| k.starts_with(prefix) && filter(k))
+        .map(|(_, v)| v)
+        .sum()
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -78,13 +84,20 @@ async fn main() -> Result {
         Api::all(client.clone());
     for crd in [ServiceIdentity::crd(), ServiceIdentityClaim::crd()] {
         let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(&name, &PatchParams::apply("bench").force(), &Patch::Apply(&crd)).await?;
+        crds.patch(
+            &name,
+            &PatchParams::apply("bench").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let run = std::process::id();
     let ns_api: Api<Namespace> = Api::all(client.clone());
-    let names: Vec<String> = (0..namespaces).map(|i| format!("bench-{run}-{i}")).collect();
+    let names: Vec<String> = (0..namespaces)
+        .map(|i| format!("bench-{run}-{i}"))
+        .collect();
     for name in &names {
         let ns = Namespace {
             metadata: ObjectMeta {
@@ -103,10 +116,20 @@ async fn main() -> Result {
         .and_then(|p| p.parent())
         .map(|p| p.join("spiffile-operator"))
         .ok_or("no operator binary beside the example")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let log = std::fs::File::create(std::env::temp_dir().join(format!("bench-operator-{run}.log")))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log =
+        std::fs::File::create(std::env::temp_dir().join(format!("bench-operator-{run}.log")))?;
     let mut child = Command::new(&operator)
-        .args(["--namespace", &lease_ns, "--probe-addr", &format!("127.0.0.1:{port}"), "--log-format", "json"])
+        .args([
+            "--namespace",
+            &lease_ns,
+            "--probe-addr",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -125,8 +148,9 @@ async fn main() -> Result {
     // All at once: 32 creates in flight.
     let td = format!("bench-{run}.test");
     let t0 = Instant::now();
-    let work: Vec<(String, String)> =
-        (0..n).map(|i| (names[i % namespaces].clone(), format!("svc-{i:05}"))).collect();
+    let work: Vec<(String, String)> = (0..n)
+        .map(|i| (names[i % namespaces].clone(), format!("svc-{i:05}")))
+        .collect();
     let client2 = client.clone();
     let td2 = td.clone();
     let results: Vec<_> = futures::stream::iter(work.clone())
@@ -142,7 +166,9 @@ async fn main() -> Result {
                         rotation_overlap: String::new(),
                     },
                 );
-                Api::<ServiceIdentity>::namespaced(client, &ns).create(&PostParams::default(), &si).await
+                Api::<ServiceIdentity>::namespaced(client, &ns)
+                    .create(&PostParams::default(), &si)
+                    .await
             }
         })
         .buffer_unordered(32)
@@ -182,7 +208,12 @@ async fn main() -> Result {
     for (k, v) in &after {
         if k.starts_with("spiffile_operator_api_requests_total") && not_lease(k) {
             let b = before.get(k).copied().unwrap_or(0.0);
-            *by_resource.entry(k.trim_start_matches("spiffile_operator_api_requests_total").to_owned()).or_default() += v - b;
+            *by_resource
+                .entry(
+                    k.trim_start_matches("spiffile_operator_api_requests_total")
+                        .to_owned(),
+                )
+                .or_default() += v - b;
         }
     }
     let cm_writes: Vec<f64> = names
@@ -201,10 +232,17 @@ async fn main() -> Result {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
         let key = format!("{td}.json");
         let t = Instant::now();
-        Api::<ServiceIdentity>::namespaced(client.clone(), ns).delete(name, &Default::default()).await?;
+        Api::<ServiceIdentity>::namespaced(client.clone(), ns)
+            .delete(name, &Default::default())
+            .await?;
         loop {
             let cm = cms.get("spiffile-bundle").await?;
-            if !cm.data.as_ref().and_then(|d| d.get(&key)).is_some_and(|v| v.contains(&id)) {
+            if !cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(&key))
+                .is_some_and(|v| v.contains(&id))
+            {
                 latencies.push(t.elapsed());
                 break;
             }
@@ -216,7 +254,9 @@ async fn main() -> Result {
     }
     latencies.sort();
     let rss = peak_rss_kib(pid);
-    let bundle_bytes = sum(&after, "spiffile_operator_bundle_bytes", |k| k.contains(&names[0]));
+    let bundle_bytes = sum(&after, "spiffile_operator_bundle_bytes", |k| {
+        k.contains(&names[0])
+    });
 
     let _ = child.kill();
     let _ = child.wait();
@@ -225,17 +265,35 @@ async fn main() -> Result {
     }
 
     let per = |x: f64| x / (n - failed) as f64;
-    let (cm_min, cm_max) = cm_writes.iter().fold((f64::MAX, 0.0f64), |(a, b), &w| (a.min(w), b.max(w)));
-    let median = latencies.get(latencies.len() / 2).copied().unwrap_or_default();
+    let (cm_min, cm_max) = cm_writes
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(a, b), &w| (a.min(w), b.max(w)));
+    let median = latencies
+        .get(latencies.len() / 2)
+        .copied()
+        .unwrap_or_default();
     let worst = latencies.last().copied().unwrap_or_default();
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| identities, namespaces, trust domains | {} ({failed} failed), {namespaces}, 1 |", n - failed);
-    println!("| creating them (32 requests in flight) | {:.1} s |", created_in.as_secs_f64());
+    println!(
+        "| identities, namespaces, trust domains | {} ({failed} failed), {namespaces}, 1 |",
+        n - failed
+    );
+    println!(
+        "| creating them (32 requests in flight) | {:.1} s |",
+        created_in.as_secs_f64()
+    );
     println!("| time until all Ready | {:.1} s |", ready_in.as_secs_f64());
-    println!("| API requests per identity (all / writes), leases excluded | {:.2} / {:.2} |", per(requests), per(write_requests));
+    println!(
+        "| API requests per identity (all / writes), leases excluded | {:.2} / {:.2} |",
+        per(requests),
+        per(write_requests)
+    );
     println!("| ConfigMap writes per namespace (min–max) | {cm_min:.0}–{cm_max:.0} |");
-    println!("| bundle ConfigMap size | {:.0} KiB |", bundle_bytes / 1024.0);
+    println!(
+        "| bundle ConfigMap size | {:.0} KiB |",
+        bundle_bytes / 1024.0
+    );
     println!("| operator peak RSS | {:.1} MiB |", rss as f64 / 1024.0);
     println!(
         "| delete → key gone from the ConfigMap (median / worst of {deletes}) | {:.2} s / {:.2} s ({:.2}× the 2 s target) |",

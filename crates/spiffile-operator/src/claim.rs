@@ -373,3 +373,146 @@ pub fn error_policy(claim: Arc<ServiceIdentityClaim>, error: &Error, ctx: Arc<Co
     tracing::warn!(claim = %ObjKey::of(&*claim), error = %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{BundleSource, ClaimSource, DeliveredSource, ServiceIdentityClaimSpec};
+    use k8s_openapi::ByteString;
+
+    fn claim() -> ServiceIdentityClaim {
+        let mut c = ServiceIdentityClaim::new(
+            "tenant",
+            ServiceIdentityClaimSpec {
+                trust_domain: "ext.test".into(),
+                path: String::new(),
+                secret_name: String::new(),
+                source: ClaimSource {
+                    delivered: Some(DeliveredSource {
+                        bundle_from: BundleSource {
+                            secret_ref: None,
+                            config_map_ref: Some(ObjectKeyRef {
+                                name: "b".into(),
+                                key: String::new(),
+                                namespace: String::new(),
+                            }),
+                        },
+                    }),
+                },
+            },
+        );
+        c.metadata.namespace = Some("shop".into());
+        c
+    }
+
+    fn secret(id: &str, pem: &[u8]) -> Secret {
+        Secret {
+            data: Some(
+                [
+                    ("id".to_owned(), ByteString(format!("{id}\n").into_bytes())),
+                    ("key.pem".to_owned(), ByteString(pem.to_vec())),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn bundle(td: &str, id: &str, key: &spiffile_bundle::PublicKey) -> Delivered {
+        let mut b = Bundle::new(td.parse().unwrap());
+        b.set_keys(&id.parse().unwrap(), vec![key.clone()]).unwrap();
+        Ok((
+            b.to_json().into_bytes(),
+            "bundle configmap shop/b key \"bundle.json\"".into(),
+        ))
+    }
+
+    fn reason(o: &ClaimOutcome) -> Option<Reason> {
+        match o {
+            ClaimOutcome::Invalid(v) => Some(v.reason),
+            ClaimOutcome::Valid { .. } => None,
+        }
+    }
+
+    #[test]
+    fn each_fault_has_its_reason() {
+        let c = claim();
+        let id = "spiffe://ext.test/tenant";
+        let (pem, key) = spiffile_provision::generate_service_key().unwrap();
+        let (_, other) = spiffile_provision::generate_service_key().unwrap();
+        let s = secret(id, pem.as_bytes());
+        assert_eq!(
+            reason(&validate(&c, Some(&s), bundle("ext.test", id, &key))),
+            None
+        );
+        assert_eq!(
+            reason(&validate(&c, None, bundle("ext.test", id, &key))),
+            Some(Reason::WaitingForSecret)
+        );
+        let wrong = secret("spiffe://ext.test/mallory", pem.as_bytes());
+        assert_eq!(
+            reason(&validate(&c, Some(&wrong), bundle("ext.test", id, &key))),
+            Some(Reason::IdentityMismatch)
+        );
+        let bad = secret(
+            id,
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        );
+        assert_eq!(
+            reason(&validate(&c, Some(&bad), bundle("ext.test", id, &key))),
+            Some(Reason::InvalidSecret)
+        );
+        assert_eq!(
+            reason(&validate(
+                &c,
+                Some(&s),
+                bundle("other.test", "spiffe://other.test/tenant", &key)
+            )),
+            Some(Reason::WrongTrustDomain)
+        );
+        assert_eq!(
+            reason(&validate(
+                &c,
+                Some(&s),
+                bundle("ext.test", "spiffe://ext.test/x", &key)
+            )),
+            Some(Reason::IdentityNotInBundle)
+        );
+        assert_eq!(
+            reason(&validate(&c, Some(&s), bundle("ext.test", id, &other))),
+            Some(Reason::KeyNotInBundle)
+        );
+        let junk: Delivered = Ok((b"{".to_vec(), "d".into()));
+        assert_eq!(
+            reason(&validate(&c, Some(&s), junk)),
+            Some(Reason::InvalidBundle)
+        );
+    }
+
+    #[test]
+    fn only_own_or_shared_namespace() {
+        assert_eq!(source_namespace("shop", "", "sys").unwrap(), "shop");
+        assert_eq!(source_namespace("shop", "shop", "sys").unwrap(), "shop");
+        assert_eq!(source_namespace("shop", "sys", "sys").unwrap(), "sys");
+        let e = source_namespace("shop", "kube-system", "sys").unwrap_err();
+        assert_eq!(e.reason, Reason::ForbiddenNamespace);
+        assert!(e.message.contains("kube-system"));
+    }
+
+    #[test]
+    fn errors_never_quote_the_delivered_key() {
+        let c = claim();
+        let s = secret(
+            "spiffe://ext.test/tenant",
+            b"-----BEGIN PRIVATE KEY-----\nc2VjcmV0c2VjcmV0\n-----END PRIVATE KEY-----\n",
+        );
+        match validate(
+            &c,
+            Some(&s),
+            Err(Verdict::not_ready(Reason::WaitingForBundle, "x")),
+        ) {
+            ClaimOutcome::Invalid(v) => assert!(!v.message.contains("c2VjcmV0"), "{}", v.message),
+            ClaimOutcome::Valid { .. } => panic!("accepted"),
+        }
+    }
+}
