@@ -16,7 +16,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -34,6 +33,28 @@ struct InFlight {
     at: Instant,
 }
 
+/// The writes of every namespace: at most one in progress per namespace
+/// (so an older write can never land after a newer one), and the last
+/// completed ones until the watch confirms them. Writes run beside the
+/// computation: a slow API server delays a namespace's bundle, never the
+/// next computation or the reconciles waiting on it.
+#[derive(Default)]
+struct Writes {
+    running: std::collections::HashSet<String>,
+    done: HashMap<String, InFlight>,
+    /// Namespaces whose last write failed: not before this instant.
+    retry_at: HashMap<String, Instant>,
+}
+
+type SharedWrites = Arc<std::sync::Mutex<Writes>>;
+
+fn lock(w: &SharedWrites) -> std::sync::MutexGuard<'_, Writes> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long a failed write waits before it is tried again.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
 /// How long a write may stay unconfirmed by the watch before it is retried.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,7 +68,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()>) {
     }
     tracing::info!("bundle writer: caches synced");
     let mut cache = DocCache::default();
-    let mut in_flight: HashMap<String, InFlight> = HashMap::new();
+    let writes = SharedWrites::default();
     let mut stopping = false;
     let mut first = true;
     loop {
@@ -83,11 +104,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()>) {
             }
         }
         first = false;
-        pass(&ctx, &mut cache, &mut in_flight).await;
         if stopping {
+            // Let running writes land, then one last pass, written in full.
+            drain(&writes).await;
+            pass(&ctx, &mut cache, &writes);
+            drain(&writes).await;
             tracing::info!("bundle writer: stopped after a final pass");
             return;
         }
+        pass(&ctx, &mut cache, &writes);
     }
 }
 
@@ -152,8 +177,14 @@ fn actual_configmaps(ctx: &Context) -> BTreeMap<String, ActualConfigMap> {
         .collect()
 }
 
-/// One computation and its writes.
-async fn pass(ctx: &Arc<Context>, cache: &mut DocCache, in_flight: &mut HashMap<String, InFlight>) {
+async fn drain(writes: &SharedWrites) {
+    while !lock(writes).running.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One computation; the writes it needs are started in the background.
+fn pass(ctx: &Arc<Context>, cache: &mut DocCache, writes: &SharedWrites) {
     let started = Instant::now();
     let identities = ctx.identities.state();
     let claims = ctx.claims.state();
@@ -173,73 +204,69 @@ async fn pass(ctx: &Arc<Context>, cache: &mut DocCache, in_flight: &mut HashMap<
     let previous = ctx.world.swap(world.clone());
     ctx.metrics.record_world(&world);
     send_triggers(ctx, &previous, &world);
+    for (ns, why) in &world.blocked {
+        if previous.blocked.get(ns) != Some(why) {
+            tracing::warn!(namespace = %ns, "bundle ConfigMap not written: {why}");
+        }
+    }
 
-    // Writes: only what differs from what the watch shows, and not again
-    // while an identical write awaits confirmation.
-    let mut writes = Vec::new();
+    // Write only what differs from what the watch shows, not again while an
+    // identical write awaits confirmation, and one write at a time per
+    // namespace (a namespace busy now is looked at again when it is done).
+    let mut w = lock(writes);
+    let now = Instant::now();
+    w.retry_at.retain(|_, t| *t > now);
     for (ns, data) in &world.desired {
         let current = actual.get(ns);
         if current.is_some_and(|a| a.data == *data && a.managed) {
-            in_flight.remove(ns);
+            w.done.remove(ns);
             continue;
         }
-        if let Some(f) = in_flight.get(ns) {
+        if w.running.contains(ns) || w.retry_at.contains_key(ns) {
+            continue;
+        }
+        if let Some(f) = w.done.get(ns) {
             let confirmed = current.is_some_and(|a| a.resource_version == f.resource_version);
             if f.data == *data && !confirmed && f.at.elapsed() < CONFIRM_TIMEOUT {
                 continue;
             }
         }
-        tracing::debug!(
-            namespace = %ns,
-            actual = ?current.map(|a| (a.managed, a.resource_version.clone(), a.data.iter().map(|(k, v)| (k.clone(), v.len())).collect::<Vec<_>>())),
-            desired = ?data.iter().map(|(k, v)| (k.clone(), v.len())).collect::<Vec<_>>(),
-            "bundle ConfigMap differs"
-        );
-        writes.push((ns.clone(), data.clone(), current.cloned()));
-    }
-    for (ns, why) in &world.blocked {
-        tracing::warn!(namespace = %ns, "bundle ConfigMap not written: {why}");
-    }
-    let results: Vec<_> = futures::stream::iter(writes)
-        .map(|(ns, data, current)| {
-            let ctx = ctx.clone();
-            async move {
-                let r = write(&ctx, &ns, &data, current.as_ref()).await;
-                (ns, data, r)
-            }
-        })
-        .buffer_unordered(4)
-        .collect()
-        .await;
-    let mut failed = false;
-    for (ns, data, r) in results {
-        match r {
-            Ok(rv) => {
-                ctx.metrics.configmap_write(&ns);
-                in_flight.insert(
-                    ns,
-                    InFlight {
-                        resource_version: rv,
-                        data,
-                        at: Instant::now(),
-                    },
-                );
-            }
-            Err(e) => {
-                failed = true;
-                ctx.metrics.configmap_write_error(&ns);
-                tracing::warn!(namespace = %ns, error = %e, "bundle ConfigMap write failed; retrying");
-                in_flight.remove(&ns);
-            }
-        }
-    }
-    if failed {
-        let ctx = ctx.clone();
+        w.running.insert(ns.clone());
+        let (ctx, writes) = (ctx.clone(), writes.clone());
+        let (ns, data, current) = (ns.clone(), data.clone(), current.cloned());
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let result = write(&ctx, &ns, &data, current.as_ref()).await;
+            let mut w = lock(&writes);
+            w.running.remove(&ns);
+            match result {
+                Ok(rv) => {
+                    ctx.metrics.configmap_write(&ns);
+                    w.done.insert(
+                        ns,
+                        InFlight {
+                            resource_version: rv,
+                            data,
+                            at: Instant::now(),
+                        },
+                    );
+                }
+                Err(e) => {
+                    ctx.metrics.configmap_write_error(&ns);
+                    tracing::warn!(namespace = %ns, error = %e, "bundle ConfigMap write failed; retrying in 1 s");
+                    w.done.remove(&ns);
+                    w.retry_at.insert(ns, Instant::now() + RETRY_DELAY);
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(RETRY_DELAY).await;
+                        ctx.dirty.notify_one();
+                    });
+                }
+            }
+            drop(w);
             ctx.dirty.notify_one();
         });
     }
+    drop(w);
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         namespaces = world.desired.len(),

@@ -47,7 +47,7 @@ pub struct Config {
     #[arg(long, value_parser = duration, default_value = "2s")]
     pub retry_period: Duration,
     /// Quiet period before the bundle writer acts on a burst of changes.
-    #[arg(long, value_parser = duration, default_value = "200ms")]
+    #[arg(long, value_parser = duration, default_value = "100ms")]
     pub bundle_debounce: Duration,
     /// Longest the bundle writer waits after the first change of a burst.
     #[arg(long, value_parser = duration, default_value = "1s")]

@@ -594,6 +594,11 @@ async fn set_status(
     if new == old {
         return Ok(());
     }
+    // A new identity waiting for its first bundle write (a fraction of a
+    // second) is not worth a status write of its own: Ready follows.
+    if verdict.reason == Reason::BundlePending && old.conditions.is_empty() {
+        return Ok(());
+    }
     let value = serde_json::to_value(&new).map_err(|source| Error::Serialize {
         what: "a ServiceIdentity status".into(),
         source,
@@ -613,10 +618,20 @@ async fn set_status(
         .find(|c| c.type_ == "Ready")
         .map(|c| c.reason.clone());
     if old_reason.as_deref() != Some(verdict.reason.as_str()) {
-        if verdict.is_ready() {
-            ctx.event(si, false, "Ready", format!("{} is ready", new.spiffe_id))
-                .await;
-        } else if !verdict.reason.is_transient() {
+        // KeyCreated and KeyRotated tell the normal story; Ready is an Event
+        // only when it ends a fault.
+        let recovered = old_reason
+            .as_deref()
+            .is_some_and(|r| !matches!(r, "Ready" | "BundlePending" | "KeyPending"));
+        if verdict.is_ready() && recovered {
+            ctx.event(
+                si,
+                false,
+                "Ready",
+                format!("{} is ready again", new.spiffe_id),
+            )
+            .await;
+        } else if !verdict.is_ready() && !verdict.reason.is_transient() {
             ctx.event(si, true, verdict.reason.as_str(), verdict.message.clone())
                 .await;
         }

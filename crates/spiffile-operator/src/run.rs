@@ -234,6 +234,7 @@ async fn lead(
         watcher::Config::default().fields(&format!("metadata.name={BUNDLE_CONFIGMAP}")),
     )
     .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
     .reflect(cm_writer)
     .take_until(stop.clone())
     .for_each(move |_| {
@@ -249,6 +250,7 @@ async fn lead(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
     .reflect(si_writer)
     .inspect(move |_| c.dirty.notify_one())
     .applied_objects();
@@ -282,6 +284,7 @@ async fn lead(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
     .reflect(claim_writer)
     .inspect(move |_| c.dirty.notify_one())
     .applied_objects();

@@ -485,13 +485,17 @@ pub fn compute(inputs: Inputs<'_>) -> World {
 
     // What the actual ConfigMaps already carry.
     inputs.parsed.retain(inputs.actual);
+    // Each actual document parsed (or taken from the cache) once per pass.
+    let mut docs_seen: HashMap<DocKey, Option<Arc<Bundle>>> = HashMap::new();
     let mut binds = |ns: &str, td: &str, id: &str, kid: &str| -> bool {
         let dk = bundle_key(td);
-        inputs
-            .actual
-            .get(ns)
-            .and_then(|cm| cm.data.get(&dk).map(|v| (cm, v)))
-            .and_then(|(_, v)| inputs.parsed.get(ns, &dk, v))
+        docs_seen
+            .entry((ns.to_owned(), dk))
+            .or_insert_with_key(|(ns, dk)| {
+                let v = inputs.actual.get(ns)?.data.get(dk)?;
+                inputs.parsed.get(ns, dk, v)
+            })
+            .as_ref()
             .is_some_and(|b| {
                 b.keys(id)
                     .is_some_and(|ks| ks.iter().any(|k| k.kid() == kid))

@@ -157,13 +157,21 @@ async fn deploy_manifests_apply_and_their_rbac_is_enough() -> Result {
     .await?;
 
     let log = std::fs::read_to_string(&op.log)?;
-    for refusal in ["forbidden", "Forbidden", "403"] {
-        assert!(
-            !log.contains(refusal),
-            "the operator was refused by RBAC:\n{}",
-            op.log_tail()
-        );
-    }
+    // An RBAC refusal names the user (`User "system:serviceaccount:…" cannot
+    // …`); other 403s, such as an Event refused in a namespace an earlier
+    // test is deleting, are not about this role.
+    let refused = log
+        .lines()
+        .filter(|l| {
+            l.contains("system:serviceaccount:spiffile-system:spiffile-operator")
+                && l.contains("cannot")
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        refused.is_empty(),
+        "the operator was refused by RBAC:\n{}",
+        refused.join("\n")
+    );
     assert_eq!(
         op.metric("spiffile_operator_reconcile_errors_total", ""),
         0.0,

@@ -261,7 +261,10 @@ async fn growth_past_the_limit_is_refused_with_a_reason_before_any_write_fails()
     assert!(!data.contains_key(&format!("{td_a}.json")));
     assert_eq!(si_reason("svc").await, Some((true, "Ready".into())));
     assert_eq!(
-        op.metric("spiffile_operator_configmap_write_errors_total", ""),
+        op.metric(
+            "spiffile_operator_configmap_write_errors_total",
+            &format!("namespace=\"{}\"", ns.name)
+        ),
         0.0,
         "a write failed"
     );
@@ -294,7 +297,10 @@ async fn growth_past_the_limit_is_refused_with_a_reason_before_any_write_fails()
         "a key was issued past the limit"
     );
     assert_eq!(
-        op.metric("spiffile_operator_configmap_write_errors_total", ""),
+        op.metric(
+            "spiffile_operator_configmap_write_errors_total",
+            &format!("namespace=\"{}\"", ns.name)
+        ),
         0.0,
         "a write failed"
     );
