@@ -57,6 +57,25 @@ enum Command {
     /// and audience refusals, rotation and revocation, checking each outcome.
     Demo,
     Completions(completions::CompletionsArgs),
+    /// Work with a Kubernetes cluster running spiffile-operator (also
+    /// installable as the kubectl plugin `kubectl-spiffile`).
+    #[cfg(feature = "k8s")]
+    #[command(subcommand)]
+    K8s(crate::k8s::K8sCommand),
+}
+
+/// Parses the command line; as `kubectl-spiffile` (the kubectl plugin), the
+/// arguments are those of `spiffile k8s`.
+pub fn parse() -> Result<Cli, clap::Error> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_stem().map(|s| s.to_owned()));
+    if cfg!(feature = "k8s") && invoked_as.is_some_and(|n| n == "kubectl-spiffile") {
+        args[0] = "spiffile".into();
+        args.insert(1, "k8s".into());
+    }
+    Cli::try_parse_from(args)
 }
 
 /// Runs a parsed command.
@@ -76,6 +95,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::X509(command) => command.run(),
         Command::Demo => demo::run(),
         Command::Completions(args) => args.run(),
+        #[cfg(feature = "k8s")]
+        Command::K8s(command) => command.run(),
     }
 }
 
@@ -88,5 +109,21 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[cfg(feature = "k8s")]
+    #[test]
+    fn k8s_extract_parses_with_kubectl_flags() {
+        let cli = Cli::try_parse_from([
+            "spiffile",
+            "k8s",
+            "extract",
+            "example.org",
+            "./out",
+            "--context",
+            "prod",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::K8s(_)));
     }
 }

@@ -16,6 +16,8 @@ mod env;
 mod identity_source;
 mod init;
 mod inspect;
+#[cfg(feature = "k8s")]
+mod k8s;
 mod list;
 mod output;
 mod remove;
@@ -28,11 +30,9 @@ mod x509_inspect;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 fn main() -> ExitCode {
     output::init_logging();
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

@@ -144,6 +144,16 @@ pub enum Error {
         /// What is wrong with it.
         source: KeyError,
     },
+    /// `import_root` was given a key its bundle does not bind.
+    #[error(
+        "the key of `{id}` (kid {kid}) is not in the bundle; refusing to write a root that cannot verify it"
+    )]
+    ImportedKeyNotInBundle {
+        /// The identity.
+        id: SpiffeId,
+        /// Its key's `kid`.
+        kid: String,
+    },
     /// A file-system operation failed.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {

@@ -73,6 +73,7 @@ mod add;
 mod env;
 mod error;
 mod fsutil;
+mod import;
 mod init;
 mod layout;
 mod list;
@@ -89,11 +90,13 @@ pub use add::{AddAction, Added, add_service};
 pub use env::{ServiceEnv, service_env};
 pub use error::Error;
 pub use fsutil::replace_file_atomically;
+pub use import::{ImportedService, import_root};
 pub use init::init_root;
 pub use list::{ServiceInfo, ServiceStatus, list_services};
 pub use notice::Notice;
 pub use remove::{Removed, remove_service};
 pub use rotate::{Revoked, Rotated, revoke_old_keys, rotate_service};
+pub use spiffile_svid::{KeyError, PrivateKeyPem, public_key_of_pem};
 
 /// The bundle file of a root.
 pub const BUNDLE_FILE: &str = "bundle.json";
@@ -112,3 +115,20 @@ pub const ENV_KEY_FILE: &str = "SPIFFILE_KEY_FILE";
 pub const ENV_BUNDLE_FILE: &str = "SPIFFILE_BUNDLE_FILE";
 /// The lock file of a root.
 pub const LOCK_FILE: &str = ".spiffile.lock";
+
+/// Generates a service key the way provisioning generates every key: P-256,
+/// PKCS#8 PEM in a buffer zeroed on drop, and its public key for the bundle
+/// (`kid` = RFC 7638 thumbprint). For producers that store keys elsewhere
+/// than a root (the Kubernetes operator keeps them in Secrets).
+///
+/// ```
+/// let (pem, public) = spiffile_provision::generate_service_key()?;
+/// assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+/// assert_eq!(spiffile_provision::public_key_of_pem(pem.as_bytes())?.kid(), public.kid());
+/// # Ok::<(), spiffile_provision::KeyError>(())
+/// ```
+pub fn generate_service_key() -> Result<(PrivateKeyPem, spiffile_bundle::PublicKey), KeyError> {
+    let pem = spiffile_svid::generate_pkcs8_pem()?;
+    let public = public_key_of_pem(pem.as_bytes())?;
+    Ok((pem, public))
+}

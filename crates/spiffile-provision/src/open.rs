@@ -87,6 +87,17 @@ impl Open {
         })
     }
 
+    /// A root being created (by `import_root`) under `lock`, before its
+    /// bundle is on disk.
+    pub(crate) fn creating(root: &Path, bundle: Bundle, lock: RootLock) -> Open {
+        Open {
+            root: root.to_owned(),
+            bundle,
+            notices: Vec::new(),
+            _lock: Some(lock),
+        }
+    }
+
     pub(crate) fn bundle_kids(&self, id: &SpiffeId) -> Vec<String> {
         self.bundle
             .keys(id.as_str())
