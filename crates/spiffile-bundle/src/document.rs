@@ -1,7 +1,7 @@
 //! The bundle document: parse, validate, edit, write.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Visitor};
@@ -91,10 +91,23 @@ pub enum WarningKind {
     SkippedIdentity,
     /// One key of an identity was skipped; the others are in use.
     SkippedKey,
+    /// Nothing was skipped, but one public key is bound to several
+    /// identities: whoever holds its private key can sign as each of them.
+    /// Verifiers accept it (it is how a central issuer is expressed);
+    /// bundle tooling reports it as a problem, because for workloads that
+    /// sign for themselves it is a provisioning mistake.
+    SharedKey,
     /// Nothing was skipped, but something deserves attention (a key without
-    /// `use`, one key bound to two identities; [`Bundle::lint`] adds a `kid`
-    /// that is not the thumbprint).
+    /// `use`; [`Bundle::lint`] adds a `kid` that is not the thumbprint).
     Advice,
+}
+
+impl WarningKind {
+    /// Whether something was skipped: an identity or a key of the document
+    /// that is not in the [`Bundle`] (and would be lost by rewriting it).
+    pub fn is_skip(self) -> bool {
+        matches!(self, WarningKind::SkippedIdentity | WarningKind::SkippedKey)
+    }
 }
 
 /// Something in the bundle that was skipped or deserves attention.
@@ -116,10 +129,10 @@ impl fmt::Display for Warning {
         if let Some(i) = self.key_index {
             write!(f, " key #{i}")?;
         }
-        let what = match self.kind {
-            WarningKind::SkippedIdentity => " skipped: ",
-            WarningKind::SkippedKey => " skipped: ",
-            WarningKind::Advice => ": ",
+        let what = if self.kind.is_skip() {
+            " skipped: "
+        } else {
+            ": "
         };
         write!(f, "{what}{}", self.message)
     }
@@ -421,8 +434,36 @@ impl Bundle {
             .ok_or(BundleError::MissingMember("identities"))?;
         let mut bundle = Bundle::new(td);
         bundle.extra = raw.extra;
+        // An identity that appears more than once is not trusted at all:
+        // implementations differ on which entry wins (the Python reference
+        // takes the last, a streaming reader the first), so any choice would
+        // let one bundle authorize different keys in different verifiers.
+        let mut count: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
+        for (name, _) in &entries {
+            *count.entry(name).or_default() += 1;
+        }
+        let repeated: HashMap<String, usize> = count
+            .into_iter()
+            .filter(|&(_, n)| n > 1)
+            .map(|(name, n)| (name.to_owned(), n))
+            .collect();
+        let mut reported = HashSet::new();
         for (name, entry) in entries {
-            bundle.load_entry(&name, entry);
+            match repeated.get(&*name) {
+                Some(&n) => {
+                    if reported.insert(name.clone()) {
+                        bundle.warn(
+                            WarningKind::SkippedIdentity,
+                            &name,
+                            None,
+                            format!(
+                                "appears {n} times in `identities`; none of its entries is used, so its tokens are refused (keep exactly one)"
+                            ),
+                        );
+                    }
+                }
+                None => bundle.load_entry(&name, entry),
+            }
         }
         bundle.advise_shared_keys();
         Ok(bundle)
@@ -451,10 +492,6 @@ impl Bundle {
         };
         if !id.is_member_of(&self.trust_domain) {
             let msg = format!("not in the trust domain `{}`", self.trust_domain);
-            return self.warn(skip, name, None, msg);
-        }
-        if self.identities.contains_key(&id) {
-            let msg = "appears twice; only the first entry is used".to_owned();
             return self.warn(skip, name, None, msg);
         }
         let keys = match entry {
@@ -490,7 +527,7 @@ impl Bundle {
         self.identities.insert(id, good);
     }
 
-    /// Adds an advice for each public key bound to more than one identity:
+    /// Adds a [`WarningKind::SharedKey`] for each public key bound to more than one identity:
     /// whoever holds that private key can sign as every one of them.
     fn advise_shared_keys(&mut self) {
         let mut seen: std::collections::HashMap<([u8; 32], [u8; 32]), &SpiffeId> =
@@ -505,14 +542,14 @@ impl Bundle {
                             id.to_string(),
                             i,
                             format!(
-                                "the same public key is also bound to `{first}`: its holder can sign as both"
+                                "the same public key is also bound to `{first}`: its holder can sign as both, and verifiers accept that"
                             ),
                         ));
                 }
             }
         }
         for (id, i, msg) in advice {
-            self.warn(WarningKind::Advice, &id, Some(i), msg);
+            self.warn(WarningKind::SharedKey, &id, Some(i), msg);
         }
     }
 
@@ -862,19 +899,55 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_identity_and_kid() {
-        let text = format!(
-            r#"{{"trust_domain":"example.org","spiffile_version":1,"identities":{{
-              "{ORDERS}": {{"keys": [{o}, {o}]}},
-              "{ORDERS}": {{"keys": [{b}]}} }}}}"#,
-            o = orders_jwk(),
-            b = billing_jwk()
-        );
-        let b = Bundle::from_json(text.as_bytes()).unwrap();
+    fn a_repeated_kid_skips_the_second_key() {
+        let b = parse(json!({ ORDERS: {"keys": [orders_jwk(), orders_jwk()]} }));
         let keys = b.keys(ORDERS).unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].kid(), "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q");
-        assert_eq!(b.warnings().len(), 2);
+        assert_eq!(b.warnings().len(), 1);
+        assert_eq!(b.warnings()[0].kind, WarningKind::SkippedKey);
+        assert_eq!(b.warnings()[0].key_index, Some(1));
+    }
+
+    /// Issue 15, item 4: the first entry won here and the last in the Python
+    /// reference, so one document bound different keys in the two. Now an
+    /// identity that appears twice is not trusted at all, whatever its
+    /// entries hold (even when one of them is unusable, so the other would
+    /// be the only candidate), with exactly one warning naming it.
+    #[test]
+    fn an_identity_that_appears_twice_is_not_trusted_at_all() {
+        let billing = "spiffe://example.org/billing";
+        for (first, second) in [
+            (
+                format!("{{\"keys\": [{}]}}", orders_jwk()),
+                format!("{{\"keys\": [{}]}}", billing_jwk()),
+            ),
+            (
+                "{\"keys\": []}".to_owned(),
+                format!("{{\"keys\": [{}]}}", billing_jwk()),
+            ),
+            (format!("{{\"keys\": [{}]}}", orders_jwk()), "7".to_owned()),
+        ] {
+            // The second spelling decodes to the same SPIFFE ID.
+            let text = format!(
+                r#"{{"trust_domain":"example.org","spiffile_version":1,"identities":{{
+                  "{ORDERS}": {first},
+                  "{billing}": {{"keys": [{b}]}},
+                  "spiffe://example.org/\u006frders": {second} }}}}"#,
+                b = billing_jwk()
+            );
+            let b = Bundle::from_json(text.as_bytes()).unwrap();
+            assert!(!b.contains(ORDERS), "{first} / {second}");
+            assert!(b.contains(billing));
+            assert_eq!(b.warnings().len(), 1, "{:?}", b.warnings());
+            let w = &b.warnings()[0];
+            assert_eq!(w.kind, WarningKind::SkippedIdentity);
+            assert_eq!(w.identity, ORDERS);
+            assert_eq!(
+                w.to_string(),
+                "identity \"spiffe://example.org/orders\" skipped: appears 2 times in `identities`; none of its entries is used, so its tokens are refused (keep exactly one)"
+            );
+        }
     }
 
     #[test]
@@ -900,17 +973,25 @@ mod tests {
     }
 
     #[test]
-    fn shared_key_is_advised() {
+    fn shared_key_is_reported() {
         let b = parse(json!({
             ORDERS: {"keys": [orders_jwk()]},
             "spiffe://example.org/twin": {"keys": [orders_jwk()]},
         }));
-        assert_eq!(b.len(), 2);
-        assert!(b.warnings().iter().any(|w| {
-            w.kind == WarningKind::Advice
-                && w.message
-                    .contains("also bound to `spiffe://example.org/orders`")
-        }));
+        assert_eq!(
+            b.len(),
+            2,
+            "both stay trusted: the bundle is the trust root"
+        );
+        assert_eq!(b.warnings().len(), 1, "{:?}", b.warnings());
+        let w = &b.warnings()[0];
+        assert_eq!(w.kind, WarningKind::SharedKey);
+        assert!(!w.kind.is_skip());
+        assert!(
+            w.message
+                .contains("also bound to `spiffe://example.org/orders`"),
+            "{w}"
+        );
     }
 
     #[test]

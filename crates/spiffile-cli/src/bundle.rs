@@ -76,10 +76,11 @@ fn check(file: &Path) -> Result<(), Failure> {
             out(&format!("    kid {}", k.kid()));
         }
     }
-    let mut problems = 0;
+    let (mut problems, mut skipped) = (0, 0);
     for w in bundle.warnings().iter().chain(&bundle.lint()) {
         let serious = w.kind != WarningKind::Advice;
         problems += usize::from(serious);
+        skipped += usize::from(w.kind.is_skip());
         out(&format!(
             "  {}: {w}",
             if serious { "problem" } else { "advice" }
@@ -92,10 +93,25 @@ fn check(file: &Path) -> Result<(), Failure> {
         ));
     }
     if problems > 0 {
+        let shared = problems - skipped;
+        let mut what = Vec::new();
+        if skipped > 0 {
+            what.push(format!(
+                "{skipped} entr{} skipped (verifiers refuse the tokens they concern)",
+                if skipped == 1 { "y" } else { "ies" }
+            ));
+        }
+        if shared > 0 {
+            what.push(format!(
+                "{shared} public key{} bound to more than one identity (verifiers accept {} for each)",
+                if shared == 1 { "" } else { "s" },
+                if shared == 1 { "it" } else { "them" }
+            ));
+        }
         return Err(Failure::failed(format!(
-            "{}: {problems} entr{} skipped; verifiers will refuse tokens of the identities concerned",
+            "{}: {}",
             file.display(),
-            if problems == 1 { "y" } else { "ies" }
+            what.join("; ")
         )));
     }
     Ok(())
@@ -108,7 +124,7 @@ fn fmt(file: &Path) -> Result<(), Failure> {
     let skipped: Vec<String> = bundle
         .warnings()
         .iter()
-        .filter(|w| w.kind != WarningKind::Advice)
+        .filter(|w| w.kind.is_skip())
         .map(|w| w.to_string())
         .collect();
     if !skipped.is_empty() {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use spiffile_bundle::{Bundle, MAX_BUNDLE_BYTES, WarningKind};
+use spiffile_bundle::{Bundle, MAX_BUNDLE_BYTES};
 use spiffile_id::SpiffeId;
 
 use crate::fsutil::{read_optional, write_atomic};
@@ -55,7 +55,7 @@ impl Open {
         let problems: Vec<String> = bundle
             .warnings()
             .iter()
-            .filter(|w| w.kind != WarningKind::Advice)
+            .filter(|w| w.kind.is_skip())
             .map(|w| w.to_string())
             .collect();
         if !problems.is_empty() {
