@@ -91,12 +91,12 @@ pub enum Error {
     Clock,
     /// The private key could not sign a token (in practice: the system's
     /// random number generator failed).
-    #[error("cannot mint a token: {0}")]
-    Signing(spiffile_svid::Error),
+    #[error("cannot mint a token: {}", spiffile_svid::Error::Signing)]
+    Signing,
     /// An error of the token layer (`spiffile-svid`) that has no variant of
     /// its own here, passed through unchanged.
     #[error(transparent)]
-    Svid(spiffile_svid::Error),
+    Svid(Box<spiffile_svid::Error>),
     /// A provisioning operation failed.
     #[error(transparent)]
     Provision(spiffile_provision::Error),
@@ -162,8 +162,8 @@ impl From<spiffile_svid::Error> for Error {
             Svid::UnknownIdentity(id) => Error::UnknownIdentity(id),
             Svid::InvalidTtl { requested_ms, max } => Error::InvalidTtl { requested_ms, max },
             Svid::Clock => Error::Clock,
-            e @ Svid::Signing => Error::Signing(e),
-            other => Error::Svid(other),
+            Svid::Signing => Error::Signing,
+            other => Error::Svid(Box::new(other)),
         }
     }
 }
@@ -199,10 +199,7 @@ mod tests {
         ));
         assert!(matches!(Error::from(Svid::Clock), Error::Clock));
         let signing = Error::from(Svid::Signing);
-        assert!(
-            matches!(signing, Error::Signing(Svid::Signing)),
-            "{signing:?}"
-        );
+        assert!(matches!(signing, Error::Signing), "{signing:?}");
         assert!(signing.to_string().contains("signing failed"), "{signing}");
         assert!(!signing.is_unauthenticated());
         assert_eq!(signing.reason(), None);
