@@ -86,7 +86,9 @@ fn check(file: &Path) -> Result<(), Failure> {
             if serious { "problem" } else { "advice" }
         ));
     }
-    if bundle.to_json().as_bytes() != bytes.as_slice() && problems == 0 {
+    // Compared as it is written: the canonical text of a large bundle is
+    // never built just to be compared.
+    if problems == 0 && !bundle.is_canonical(&bytes) {
         out(&format!(
             "  note: not in the canonical form (`spiffile bundle fmt {}` rewrites it)",
             file.display()
@@ -134,10 +136,17 @@ fn fmt(file: &Path) -> Result<(), Failure> {
             skipped.join("\n  ")
         )));
     }
-    let json = bundle.to_json();
-    if json.as_bytes() == bytes.as_slice() {
+    if bundle.is_canonical(&bytes) {
         out(&format!("{}: already canonical", file.display()));
         return Ok(());
+    }
+    let json = bundle.to_json();
+    if json.len() > MAX_BUNDLE_BYTES {
+        return Err(Failure::failed(format!(
+            "{}: not rewritten: its canonical form would be {} bytes, above the {MAX_BUNDLE_BYTES}-byte limit every reader applies",
+            file.display(),
+            json.len()
+        )));
     }
     provision::replace_file_atomically(file, json.as_bytes())
         .map_err(|e| Failure::failed(format!("{}: {e}", file.display())))?;

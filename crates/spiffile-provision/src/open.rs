@@ -122,6 +122,15 @@ impl Open {
     pub(crate) fn write_bundle(&self) -> Result<(), Error> {
         crate::faults::check("bundle")?;
         let json = self.bundle.to_json();
+        if json.len() > MAX_BUNDLE_BYTES {
+            return Err(Error::Bundle {
+                path: bundle_path(&self.root),
+                source: spiffile_bundle::BundleError::TooLarge {
+                    len: json.len(),
+                    max: MAX_BUNDLE_BYTES,
+                },
+            });
+        }
         write_atomic(&self.root, BUNDLE_FILE, json.as_bytes(), 0o644, true)?;
         Ok(())
     }
