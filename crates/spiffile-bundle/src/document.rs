@@ -199,10 +199,13 @@ impl Bundle {
     /// a thumbprint takes a SHA-256 per key).
     pub fn lint(&self) -> Vec<Warning> {
         let mut out = Vec::new();
+        let mut more = 0usize;
         for (id, keys) in &self.identities {
             for (i, k) in keys.iter().enumerate() {
                 let thumbprint = k.thumbprint();
-                if k.kid() != thumbprint {
+                if k.kid() != thumbprint && out.len() >= crate::MAX_WARNINGS {
+                    more += 1;
+                } else if k.kid() != thumbprint {
                     out.push(Warning {
                         kind: WarningKind::Advice,
                         identity: id.to_string(),
@@ -214,6 +217,17 @@ impl Bundle {
                     });
                 }
             }
+        }
+        if more > 0 {
+            out.push(Warning {
+                kind: WarningKind::Advice,
+                identity: "…".into(),
+                key_index: None,
+                message: format!(
+                    "{more} more kids are not the thumbprint, not listed (only the first {} are)",
+                    crate::MAX_WARNINGS
+                ),
+            });
         }
         out
     }
@@ -246,6 +260,13 @@ impl Bundle {
     /// Whether an identity is in the bundle.
     pub fn contains(&self, id: &str) -> bool {
         self.identities.contains_key(id)
+    }
+
+    /// Takes the identities and their keys out, sorted by SPIFFE ID; each is
+    /// freed as the iteration moves on (what a verifier built from a large
+    /// bundle wants: the two never both exist whole).
+    pub fn into_identities(self) -> impl ExactSizeIterator<Item = (SpiffeId, Vec<PublicKey>)> {
+        self.identities.into_iter()
     }
 
     /// Identities and their keys, sorted by SPIFFE ID.

@@ -39,6 +39,13 @@ impl Extras {
         compact_into(&mut self.text, value.get());
     }
 
+    /// Gives back the spare capacity of the buffer (a key keeps its
+    /// extras for as long as the bundle lives).
+    pub(crate) fn shrunk(mut self) -> Self {
+        self.text.shrink_to_fit();
+        self
+    }
+
     /// The members as values (a name repeated in the document keeps its
     /// last value).
     pub(crate) fn to_map(&self) -> Map<String, Value> {

@@ -95,7 +95,7 @@ pub enum KeyError {
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
-    kid: String,
+    kid: Box<str>,
     x: [u8; 32],
     y: [u8; 32],
     /// Whether the JWK carried `use` (which can only be `jwt-svid`).
@@ -355,7 +355,7 @@ impl PublicKey {
             return Err(KeyError::NotOnCurve);
         }
         Ok(PublicKey {
-            kid: thumbprint_of(&x, &y),
+            kid: thumbprint_of(&x, &y).into(),
             x,
             y,
             has_use: true,
@@ -431,12 +431,12 @@ impl PublicKey {
             return Err(KeyError::NotOnCurve);
         }
         Ok(PublicKey {
-            kid: kid.to_owned(),
+            kid: kid.into(),
             x,
             y,
             has_use: use_.is_some(),
             has_alg: alg.is_some(),
-            extra: raw.extra,
+            extra: raw.extra.shrunk(),
         })
     }
 
@@ -496,7 +496,7 @@ impl PublicKey {
         m.insert("crv".into(), Value::from("P-256"));
         m.insert("x".into(), Value::from(URL_SAFE_NO_PAD.encode(self.x)));
         m.insert("y".into(), Value::from(URL_SAFE_NO_PAD.encode(self.y)));
-        m.insert("kid".into(), Value::from(self.kid.as_str()));
+        m.insert("kid".into(), Value::from(&*self.kid));
         if self.has_use {
             m.insert("use".into(), Value::from(JWT_SVID_USE));
         }
@@ -531,7 +531,7 @@ impl PublicKey {
             write!(out, "\"{name}\": \"{coordinate}\"")?;
         }
         line(out, false)?;
-        write!(out, "\"kid\": {}", Value::from(self.kid.as_str()))?;
+        write!(out, "\"kid\": {}", Value::from(&*self.kid))?;
         if self.has_use {
             line(out, false)?;
             write!(out, "\"use\": \"{JWT_SVID_USE}\"")?;

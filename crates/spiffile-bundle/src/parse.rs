@@ -348,7 +348,7 @@ impl Loader {
     /// One entry of `identities`: its name checked, its value read.
     fn entry<'de, A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<(), A::Error> {
         let id = match SpiffeId::new(name) {
-            Ok(id) if id.is_member_of(&self.td) => id,
+            Ok(id) if id.is_member_of(&self.td) => id.with_shared_trust_domain(&self.td),
             Ok(_) => {
                 let msg = format!("not in the trust domain `{}`", self.td);
                 self.skip(name, msg);

@@ -74,7 +74,8 @@ fn case(name: &str, size: usize) -> Vec<u8> {
             &format!(
                 r#"{head}"identities":{{"spiffe://example.org/x":{{"keys":[{{"kty":"EC","crv":"P-256","x":"PTYXlahmuCwBzgmCLWJYQAWryOo_ufBDDx08bL0Pi-U","y":"pd8h9ji01sqbXO_2vLnDs1sEPOERADYuMbMm8djdxX0","kid":"k","#
             ),
-            |i| format!(r#""{i:x}":0"#),
+            // m0, m1, …: a member named `d` would make it a private key.
+            |i| format!(r#""m{i:x}":0"#),
             "}]}}}",
         ),
         other => panic!("unknown case {other}"),

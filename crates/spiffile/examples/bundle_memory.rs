@@ -97,7 +97,8 @@ fn bundles() -> Vec<(&'static str, String)> {
     let prefix = key_json(&key, "k", "");
     s.push_str(&prefix[..prefix.len() - 1]);
     s.push(',');
-    fill(&mut s, |i| format!("\"{i:x}\":0"), ",", "}]}}}");
+    // (Named m0, m1, …: a member named `d` would make it a private key.)
+    fill(&mut s, |i| format!("\"m{i:x}\":0"), ",", "}]}}}");
     out.push(("one key with unknown members \"N\":0", s));
 
     // Many valid keys with short kids, one identity each (2 000 distinct
