@@ -645,6 +645,57 @@ mod tests {
         );
     }
 
+    /// A hostile document can hold millions of bad entries: at most
+    /// MAX_WARNINGS of each kind are kept, the rest counted in one warning
+    /// of the same kind, so a flood of advice never hides a problem.
+    #[test]
+    fn warnings_are_capped_per_kind_and_never_hide_a_problem() {
+        let mut no_use = orders_jwk();
+        no_use.as_object_mut().unwrap().remove("use");
+        let mut ids = serde_json::Map::new();
+        for i in 0..1200 {
+            ids.insert(
+                format!("spiffe://example.org/s{i}"),
+                json!({"keys": [no_use]}),
+            );
+            ids.insert(format!("bad name {i}"), json!(0));
+        }
+        let b = parse(Value::Object(ids));
+        assert_eq!(b.len(), 1200);
+        let count = |k: WarningKind| b.warnings().iter().filter(|w| w.kind == k).count();
+        assert_eq!(count(WarningKind::Advice), crate::MAX_WARNINGS + 1);
+        assert_eq!(count(WarningKind::SharedKey), crate::MAX_WARNINGS + 1);
+        assert_eq!(count(WarningKind::SkippedIdentity), crate::MAX_WARNINGS + 1);
+        let last_shared = b
+            .warnings()
+            .iter()
+            .rfind(|w| w.kind == WarningKind::SharedKey)
+            .unwrap();
+        assert!(
+            last_shared
+                .message
+                .starts_with("199 more keys are bound to more than one identity"),
+            "{last_shared}"
+        );
+    }
+
+    #[test]
+    fn identities_before_the_trust_domain_read_the_same() {
+        let first = format!(
+            r#"{{"identities":{{"{ORDERS}":{{"keys":[{o}]}},"spiffe://other.org/x":{{"keys":[{o}]}}}},"trust_domain":"example.org","x":[1, 2],"spiffile_version":1}}"#,
+            o = orders_jwk()
+        );
+        let b = Bundle::from_json(first.as_bytes()).unwrap();
+        assert_eq!(b.len(), 1);
+        assert!(b.contains(ORDERS));
+        assert_eq!(b.warnings().len(), 1, "{:?}", b.warnings());
+        let again = Bundle::from_json(b.to_json().as_bytes()).unwrap();
+        assert!(again.identities().eq(b.identities()));
+        assert_eq!(again.extra_members(), b.extra_members());
+        assert!(again.is_canonical(b.to_json().as_bytes()));
+        assert!(!b.is_canonical(first.as_bytes()));
+    }
+
     #[test]
     fn shared_key_is_reported() {
         let b = parse(json!({

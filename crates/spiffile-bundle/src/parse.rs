@@ -24,8 +24,9 @@ use crate::document::{BundleError, SPIFFILE_VERSION, Warning, WarningKind};
 use crate::extras::Extras;
 use crate::key::{PublicKey, RawJwk};
 
-/// The most warnings a parse keeps; the rest are counted in one last
-/// warning per kind (a hostile document can hold millions of bad entries).
+/// The most warnings of each [`WarningKind`] a parse keeps; the rest are
+/// counted in one last warning of that kind (a hostile document can hold
+/// millions of bad entries).
 pub const MAX_WARNINGS: usize = 1000;
 
 /// What a parse produced.
@@ -267,12 +268,24 @@ impl<'de> Visitor<'de> for IdentitiesShape {
     }
 }
 
-/// Warnings, at most [`MAX_WARNINGS`] of them; the others counted.
+/// Warnings, at most [`MAX_WARNINGS`] of each kind (so that a flood of
+/// advice never hides a problem); the others counted.
 #[derive(Default)]
 struct Warnings {
     list: Vec<Warning>,
-    omitted_skips: usize,
-    omitted_other: usize,
+    kept: [usize; 4],
+    omitted: [usize; 4],
+}
+
+const KINDS: [WarningKind; 4] = [
+    WarningKind::SkippedIdentity,
+    WarningKind::SkippedKey,
+    WarningKind::SharedKey,
+    WarningKind::Advice,
+];
+
+fn slot(kind: WarningKind) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(3)
 }
 
 impl Warnings {
@@ -283,14 +296,12 @@ impl Warnings {
         key_index: Option<usize>,
         message: String,
     ) {
-        if self.list.len() >= MAX_WARNINGS {
-            if kind.is_skip() {
-                self.omitted_skips += 1;
-            } else {
-                self.omitted_other += 1;
-            }
+        let i = slot(kind);
+        if self.kept[i] >= MAX_WARNINGS {
+            self.omitted[i] += 1;
             return;
         }
+        self.kept[i] += 1;
         self.list.push(Warning {
             kind,
             identity: identity.to_owned(),
@@ -299,16 +310,17 @@ impl Warnings {
         });
     }
 
-    fn full(&self) -> bool {
-        self.list.len() >= MAX_WARNINGS
+    fn full(&self, kind: WarningKind) -> bool {
+        self.kept[slot(kind)] >= MAX_WARNINGS
     }
 }
 
-/// An identity seen more than once.
+/// An identity seen more than once: how many times, and its warning in
+/// `Loader::repeat_warnings` when there was room for one (kept small: a
+/// hostile document can repeat every name).
 struct Repeat {
-    count: usize,
-    /// Its warning, when there was room for one.
-    warning: Option<Warning>,
+    count: u32,
+    warning: Option<u32>,
 }
 
 /// The entries read so far.
@@ -322,6 +334,7 @@ pub(crate) struct Loader {
     /// only ever refuse both: fail closed).
     seen: HashSet<u64>,
     repeated: HashMap<u64, Repeat>,
+    repeat_warnings: Vec<Warning>,
 }
 
 impl Loader {
@@ -333,6 +346,7 @@ impl Loader {
             hasher: RandomState::new(),
             seen: HashSet::new(),
             repeated: HashMap::new(),
+            repeat_warnings: Vec::new(),
         }
     }
 
@@ -366,14 +380,16 @@ impl Loader {
             // reference takes the last, a streaming reader the first), so
             // any choice would let one bundle authorize different keys in
             // different verifiers.
-            let full = self.warnings.full();
+            let full = self.warnings.full(WarningKind::SkippedIdentity);
             let repeat = self.repeated.entry(h).or_insert(Repeat {
                 count: 1,
                 warning: None,
             });
-            repeat.count += 1;
+            repeat.count = repeat.count.saturating_add(1);
             if repeat.count == 2 && !full {
-                repeat.warning = Some(Warning {
+                self.warnings.kept[slot(WarningKind::SkippedIdentity)] += 1;
+                repeat.warning = Some(self.repeat_warnings.len() as u32);
+                self.repeat_warnings.push(Warning {
                     kind: WarningKind::SkippedIdentity,
                     identity: name.to_owned(),
                     key_index: None,
@@ -415,42 +431,43 @@ impl Loader {
             self.warnings
                 .list
                 .retain(|w| !repeated.contains_key(&hasher.hash_one(w.identity.as_str())));
-            let mut repeats: Vec<Repeat> = self.repeated.into_values().collect();
-            repeats.sort_by(|a, b| {
-                let name = |r: &Repeat| r.warning.as_ref().map(|w| w.identity.clone());
-                name(a).cmp(&name(b))
-            });
-            for r in repeats {
-                match r.warning {
-                    Some(mut w) => {
+            let mut unlisted = 0;
+            for r in self.repeated.into_values() {
+                match r
+                    .warning
+                    .and_then(|i| self.repeat_warnings.get_mut(i as usize))
+                {
+                    Some(w) => {
                         w.message = format!(
                             "appears {} times in `identities`; none of its entries is used, so its tokens are refused (keep exactly one)",
                             r.count
                         );
-                        self.warnings.list.push(w);
                     }
-                    None => self.warnings.omitted_skips += 1,
+                    None => unlisted += 1,
                 }
             }
+            self.warnings.omitted[slot(WarningKind::SkippedIdentity)] += unlisted;
+            self.repeat_warnings
+                .sort_by(|a, b| a.identity.cmp(&b.identity));
+            self.warnings.list.append(&mut self.repeat_warnings);
         }
         let mut warnings = self.warnings;
         advise_shared_keys(&self.identities, &mut warnings);
         let mut list = warnings.list;
-        for (n, kind, what) in [
-            (
-                warnings.omitted_skips,
-                WarningKind::SkippedIdentity,
-                "more entries or keys were skipped",
-            ),
-            (warnings.omitted_other, WarningKind::Advice, "more warnings"),
-        ] {
+        for (kind, n) in KINDS.into_iter().zip(warnings.omitted) {
             if n > 0 {
+                let what = match kind {
+                    WarningKind::SkippedIdentity => "more identity entries were skipped",
+                    WarningKind::SkippedKey => "more keys were skipped",
+                    WarningKind::SharedKey => "more keys are bound to more than one identity",
+                    _ => "more pieces of advice",
+                };
                 list.push(Warning {
                     kind,
                     identity: "…".into(),
                     key_index: None,
                     message: format!(
-                        "{n} {what}, not listed (only the first {MAX_WARNINGS} warnings are kept)"
+                        "{n} {what}, not listed (only the first {MAX_WARNINGS} of each kind are kept)"
                     ),
                 });
             }

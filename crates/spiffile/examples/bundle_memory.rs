@@ -81,6 +81,16 @@ fn bundles() -> Vec<(&'static str, String)> {
     fill(&mut s, |i| format!("\"spiffe://{TD}/{i:x}\":0"), ",", "}}");
     out.push(("identities valid names, entries 0", s));
 
+    // Every name twice (each a repeated identity).
+    let mut s = head() + "\"identities\":{";
+    fill(
+        &mut s,
+        |i| format!("\"spiffe://{TD}/{:x}\":0", i / 2),
+        ",",
+        "}}",
+    );
+    out.push(("every valid name twice", s));
+
     // One name repeated (fail closed: none trusted).
     let mut s = head() + "\"identities\":{";
     fill(&mut s, |_| format!("\"spiffe://{TD}/x\":0"), ",", "}}");
