@@ -21,5 +21,8 @@ fuzz_target!(|data: &[u8]| {
         "identities changed in the round trip"
     );
     assert_eq!(again.to_json(), text, "canonical form is not stable");
+    // The streaming comparison agrees with comparing the whole text.
+    assert!(again.is_canonical(text.as_bytes()));
+    assert_eq!(bundle.is_canonical(data), data == text.as_bytes());
     let _ = spiffile_svid::Verifier::new(&bundle);
 });

@@ -13,8 +13,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const TARGETS: [&str; 4] = ["spiffe_id", "bundle_parse", "verify", "mint_verify"];
-const USAGE: &str = "usage: cargo xtask fuzz replay [TARGET…] | cargo xtask fuzz run TARGET [SECONDS]\n  targets: spiffe_id bundle_parse verify mint_verify";
+const TARGETS: [&str; 5] = [
+    "spiffe_id",
+    "bundle_parse",
+    "bundle_model",
+    "verify",
+    "mint_verify",
+];
+const USAGE: &str = "usage: cargo xtask fuzz replay [TARGET…] | cargo xtask fuzz run TARGET [SECONDS]\n  targets: spiffe_id bundle_parse bundle_model verify mint_verify";
 
 pub fn run(root: &Path, args: &[String]) -> Result<ExitCode, String> {
     match args.first().map(String::as_str) {

@@ -1,14 +1,14 @@
 //! The bundle document: parse, validate, edit, write.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use spiffile_id::{IdError, SpiffeId, TrustDomain};
 
-use crate::key::{PublicKey, RawJwk};
+use crate::extras::{Extras, write_indented};
+use crate::key::PublicKey;
+use crate::parse;
 
 /// The only `spiffile_version` this crate reads and writes.
 pub const SPIFFILE_VERSION: u64 = 1;
@@ -91,10 +91,23 @@ pub enum WarningKind {
     SkippedIdentity,
     /// One key of an identity was skipped; the others are in use.
     SkippedKey,
+    /// Nothing was skipped, but one public key is bound to several
+    /// identities: whoever holds its private key can sign as each of them.
+    /// Verifiers accept it (it is how a central issuer is expressed);
+    /// bundle tooling reports it as a problem, because for workloads that
+    /// sign for themselves it is a provisioning mistake.
+    SharedKey,
     /// Nothing was skipped, but something deserves attention (a key without
-    /// `use`, one key bound to two identities; [`Bundle::lint`] adds a `kid`
-    /// that is not the thumbprint).
+    /// `use`; [`Bundle::lint`] adds a `kid` that is not the thumbprint).
     Advice,
+}
+
+impl WarningKind {
+    /// Whether something was skipped: an identity or a key of the document
+    /// that is not in the [`Bundle`] (and would be lost by rewriting it).
+    pub fn is_skip(self) -> bool {
+        matches!(self, WarningKind::SkippedIdentity | WarningKind::SkippedKey)
+    }
 }
 
 /// Something in the bundle that was skipped or deserves attention.
@@ -116,10 +129,10 @@ impl fmt::Display for Warning {
         if let Some(i) = self.key_index {
             write!(f, " key #{i}")?;
         }
-        let what = match self.kind {
-            WarningKind::SkippedIdentity => " skipped: ",
-            WarningKind::SkippedKey => " skipped: ",
-            WarningKind::Advice => ": ",
+        let what = if self.kind.is_skip() {
+            " skipped: "
+        } else {
+            ": "
         };
         write!(f, "{what}{}", self.message)
     }
@@ -133,218 +146,8 @@ impl fmt::Display for Warning {
 pub struct Bundle {
     trust_domain: TrustDomain,
     identities: BTreeMap<SpiffeId, Vec<PublicKey>>,
-    extra: Map<String, Value>,
+    extra: Extras,
     warnings: Vec<Warning>,
-}
-
-/// The top level as read, before validation. Identities are kept as a list
-/// so that a repeated identity is seen rather than silently overwritten.
-#[derive(Default)]
-struct RawDocument<'a> {
-    trust_domain: Option<Value>,
-    version: Option<Value>,
-    identities: Option<Vec<(Cow<'a, str>, RawEntry<'a>)>>,
-    extra: Map<String, Value>,
-}
-
-/// One identity entry as read: its keys, or what is wrong with its shape
-/// (reported as a warning; the document itself is fine).
-enum RawEntry<'a> {
-    Keys(Vec<RawJwk<'a>>),
-    Problem(&'static str),
-}
-
-impl<'de> Deserialize<'de> for RawEntry<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(EntryVisitor)
-    }
-}
-
-struct EntryVisitor;
-
-impl EntryVisitor {
-    const NOT_OBJECT: RawEntry<'static> = RawEntry::Problem("is not a JSON object");
-}
-
-impl<'de> Visitor<'de> for EntryVisitor {
-    type Value = RawEntry<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an identity entry")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEntry<'de>, A::Error> {
-        let mut keys: Option<KeysMember<'de>> = None;
-        let mut repeated = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "keys" {
-                repeated |= keys.replace(map.next_value()?).is_some();
-            } else {
-                map.next_value::<de::IgnoredAny>()?;
-            }
-        }
-        Ok(match (keys, repeated) {
-            (_, true) => RawEntry::Problem("has the member `keys` twice"),
-            (None, _) => RawEntry::Problem("has no `keys` member"),
-            (Some(KeysMember::NotArray), _) => RawEntry::Problem("`keys` is not an array"),
-            (Some(KeysMember::Array(keys)), _) => RawEntry::Keys(keys),
-        })
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawEntry<'de>, A::Error> {
-        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-        Ok(Self::NOT_OBJECT)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<RawEntry<'de>, E> {
-        Ok(Self::NOT_OBJECT)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawEntry<'de>, E> {
-        Ok(Self::NOT_OBJECT)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawEntry<'de>, E> {
-        Ok(Self::NOT_OBJECT)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawEntry<'de>, E> {
-        Ok(Self::NOT_OBJECT)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawEntry<'de>, E> {
-        Ok(Self::NOT_OBJECT)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<RawEntry<'de>, E> {
-        Ok(Self::NOT_OBJECT)
-    }
-}
-
-/// The `keys` member of an entry: a list of JWKs, or something else.
-enum KeysMember<'a> {
-    Array(Vec<RawJwk<'a>>),
-    NotArray,
-}
-
-impl<'de> Deserialize<'de> for KeysMember<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = KeysMember<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JWK list")
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<KeysMember<'de>, A::Error> {
-                let mut keys = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
-                while let Some(k) = seq.next_element()? {
-                    keys.push(k);
-                }
-                Ok(KeysMember::Array(keys))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeysMember<'de>, A::Error> {
-                while map
-                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(KeysMember::NotArray)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<KeysMember<'de>, E> {
-                Ok(KeysMember::NotArray)
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<KeysMember<'de>, E> {
-                Ok(KeysMember::NotArray)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<KeysMember<'de>, E> {
-                Ok(KeysMember::NotArray)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<KeysMember<'de>, E> {
-                Ok(KeysMember::NotArray)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<KeysMember<'de>, E> {
-                Ok(KeysMember::NotArray)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<KeysMember<'de>, E> {
-                Ok(KeysMember::NotArray)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-struct DocumentVisitor;
-
-impl<'de> Visitor<'de> for DocumentVisitor {
-    type Value = RawDocument<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a bundle object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawDocument<'de>, A::Error> {
-        let mut doc = RawDocument::default();
-        while let Some(key) = map.next_key::<String>()? {
-            let dup = match key.as_str() {
-                "trust_domain" => doc.trust_domain.replace(map.next_value()?).is_some(),
-                "spiffile_version" => doc.version.replace(map.next_value()?).is_some(),
-                "identities" => doc
-                    .identities
-                    .replace(map.next_value_seed(IdentitiesSeed)?)
-                    .is_some(),
-                _ => {
-                    let v: Value = map.next_value()?;
-                    doc.extra.insert(key.clone(), v).is_some()
-                }
-            };
-            if dup {
-                return Err(de::Error::custom(format_args!("duplicate member `{key}`")));
-            }
-        }
-        Ok(doc)
-    }
-}
-
-struct IdentitiesSeed;
-
-impl<'de> DeserializeSeed<'de> for IdentitiesSeed {
-    type Value = Vec<(Cow<'de, str>, RawEntry<'de>)>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for IdentitiesSeed {
-    type Value = Vec<(Cow<'de, str>, RawEntry<'de>)>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("`identities` to be an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            out.push((key, map.next_value()?));
-        }
-        Ok(out)
-    }
-}
-
-fn json_error(e: &serde_json::Error) -> BundleError {
-    // serde_json appends " at line L column C" to its own message; keep the
-    // bare message and report the position separately.
-    let full = e.to_string();
-    let message = match full.rfind(" at line ") {
-        Some(i) => full[..i].to_owned(),
-        None => full,
-    };
-    if message.ends_with("expected `identities` to be an object") {
-        return BundleError::WrongType {
-            member: "identities",
-            expected: "an object",
-        };
-    }
-    if message.starts_with("duplicate member `") {
-        let name = message
-            .trim_start_matches("duplicate member `")
-            .trim_end_matches('`')
-            .to_owned();
-        return BundleError::DuplicateMember(name);
-    }
-    BundleError::Json {
-        message,
-        line: e.line(),
-        column: e.column(),
-    }
 }
 
 impl Bundle {
@@ -353,7 +156,7 @@ impl Bundle {
         Bundle {
             trust_domain,
             identities: BTreeMap::new(),
-            extra: Map::new(),
+            extra: Extras::default(),
             warnings: Vec::new(),
         }
     }
@@ -381,139 +184,13 @@ impl Bundle {
                 max: MAX_BUNDLE_BYTES,
             });
         }
-        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if first.is_some_and(|b| *b != b'{') {
-            // Valid JSON of another type, or not JSON at all?
-            return Err(match serde_json::from_slice::<de::IgnoredAny>(bytes) {
-                Ok(_) => BundleError::NotAnObject,
-                Err(e) => json_error(&e),
-            });
-        }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw = de
-            .deserialize_map(DocumentVisitor)
-            .map_err(|e| json_error(&e))?;
-        de.end().map_err(|e| json_error(&e))?;
-        Self::from_raw(raw)
-    }
-
-    fn from_raw(raw: RawDocument<'_>) -> Result<Self, BundleError> {
-        let version = raw
-            .version
-            .ok_or(BundleError::MissingMember("spiffile_version"))?;
-        if version.as_u64() != Some(SPIFFILE_VERSION) {
-            return Err(BundleError::UnsupportedVersion(version.to_string()));
-        }
-        let td = match raw.trust_domain {
-            None => return Err(BundleError::MissingMember("trust_domain")),
-            Some(Value::String(s)) => {
-                TrustDomain::new(&s).map_err(BundleError::InvalidTrustDomain)?
-            }
-            Some(_) => {
-                return Err(BundleError::WrongType {
-                    member: "trust_domain",
-                    expected: "a string",
-                });
-            }
-        };
-        let entries = raw
-            .identities
-            .ok_or(BundleError::MissingMember("identities"))?;
-        let mut bundle = Bundle::new(td);
-        bundle.extra = raw.extra;
-        for (name, entry) in entries {
-            bundle.load_entry(&name, entry);
-        }
-        bundle.advise_shared_keys();
-        Ok(bundle)
-    }
-
-    fn warn(
-        &mut self,
-        kind: WarningKind,
-        identity: &str,
-        key_index: Option<usize>,
-        message: String,
-    ) {
-        self.warnings.push(Warning {
-            kind,
-            identity: identity.to_owned(),
-            key_index,
-            message,
-        });
-    }
-
-    fn load_entry(&mut self, name: &str, entry: RawEntry<'_>) {
-        let skip = WarningKind::SkippedIdentity;
-        let id = match SpiffeId::new(name) {
-            Ok(id) => id,
-            Err(e) => return self.warn(skip, name, None, format!("not a SPIFFE ID: it {e}")),
-        };
-        if !id.is_member_of(&self.trust_domain) {
-            let msg = format!("not in the trust domain `{}`", self.trust_domain);
-            return self.warn(skip, name, None, msg);
-        }
-        if self.identities.contains_key(&id) {
-            let msg = "appears twice; only the first entry is used".to_owned();
-            return self.warn(skip, name, None, msg);
-        }
-        let keys = match entry {
-            RawEntry::Keys(keys) => keys,
-            RawEntry::Problem(problem) => return self.warn(skip, name, None, problem.into()),
-        };
-        let count = keys.len();
-        let mut good: Vec<PublicKey> = Vec::with_capacity(count);
-        for (i, jwk) in keys.into_iter().enumerate() {
-            match PublicKey::from_raw(jwk) {
-                Ok(k) if good.iter().any(|g| g.kid() == k.kid()) => {
-                    let msg = format!("repeats the kid `{}` of an earlier key", k.kid());
-                    self.warn(WarningKind::SkippedKey, name, Some(i), msg);
-                }
-                Ok(k) => {
-                    if k.key_use().is_none() {
-                        let msg = "has no `use` member; \"jwt-svid\" is recommended".to_owned();
-                        self.warn(WarningKind::Advice, name, Some(i), msg);
-                    }
-                    good.push(k);
-                }
-                Err(e) => self.warn(WarningKind::SkippedKey, name, Some(i), format!("key {e}")),
-            }
-        }
-        if good.is_empty() {
-            let msg = if count == 0 {
-                "has no keys"
-            } else {
-                "has no usable key"
-            };
-            return self.warn(skip, name, None, msg.into());
-        }
-        self.identities.insert(id, good);
-    }
-
-    /// Adds an advice for each public key bound to more than one identity:
-    /// whoever holds that private key can sign as every one of them.
-    fn advise_shared_keys(&mut self) {
-        let mut seen: std::collections::HashMap<([u8; 32], [u8; 32]), &SpiffeId> =
-            std::collections::HashMap::new();
-        let mut advice = Vec::new();
-        for (id, keys) in &self.identities {
-            for (i, k) in keys.iter().enumerate() {
-                if let Some(first) = seen.insert((*k.x(), *k.y()), id)
-                    && first != id
-                {
-                    advice.push((
-                            id.to_string(),
-                            i,
-                            format!(
-                                "the same public key is also bound to `{first}`: its holder can sign as both"
-                            ),
-                        ));
-                }
-            }
-        }
-        for (id, i, msg) in advice {
-            self.warn(WarningKind::Advice, &id, Some(i), msg);
-        }
+        let parsed = parse::parse(bytes)?;
+        Ok(Bundle {
+            trust_domain: parsed.trust_domain,
+            identities: parsed.identities,
+            extra: parsed.extra,
+            warnings: parsed.warnings,
+        })
     }
 
     /// Advice beyond [`Bundle::warnings`], for bundle tooling: checks too
@@ -522,10 +199,13 @@ impl Bundle {
     /// a thumbprint takes a SHA-256 per key).
     pub fn lint(&self) -> Vec<Warning> {
         let mut out = Vec::new();
+        let mut more = 0usize;
         for (id, keys) in &self.identities {
             for (i, k) in keys.iter().enumerate() {
                 let thumbprint = k.thumbprint();
-                if k.kid() != thumbprint {
+                if k.kid() != thumbprint && out.len() >= crate::MAX_WARNINGS {
+                    more += 1;
+                } else if k.kid() != thumbprint {
                     out.push(Warning {
                         kind: WarningKind::Advice,
                         identity: id.to_string(),
@@ -537,6 +217,17 @@ impl Bundle {
                     });
                 }
             }
+        }
+        if more > 0 {
+            out.push(Warning {
+                kind: WarningKind::Advice,
+                identity: "…".into(),
+                key_index: None,
+                message: format!(
+                    "{more} more kids are not the thumbprint, not listed (only the first {} are)",
+                    crate::MAX_WARNINGS
+                ),
+            });
         }
         out
     }
@@ -571,15 +262,24 @@ impl Bundle {
         self.identities.contains_key(id)
     }
 
+    /// Takes the identities and their keys out, sorted by SPIFFE ID; each is
+    /// freed as the iteration moves on (what a verifier built from a large
+    /// bundle wants: the two never both exist whole).
+    pub fn into_identities(self) -> impl ExactSizeIterator<Item = (SpiffeId, Vec<PublicKey>)> {
+        self.identities.into_iter()
+    }
+
     /// Identities and their keys, sorted by SPIFFE ID.
     pub fn identities(&self) -> impl ExactSizeIterator<Item = (&SpiffeId, &[PublicKey])> {
         self.identities.iter().map(|(id, k)| (id, k.as_slice()))
     }
 
     /// Top-level members this profile does not define (such as
-    /// `spiffe_sequence`), kept and written back as they were.
-    pub fn extra_members(&self) -> &Map<String, Value> {
-        &self.extra
+    /// `spiffe_sequence`), kept (as text, not as values) and written back as
+    /// they were. Built on each call; a member repeated in the document
+    /// keeps its last value here.
+    pub fn extra_members(&self) -> Map<String, Value> {
+        self.extra.to_map()
     }
 
     fn check_member(&self, id: &SpiffeId) -> Result<(), BundleError> {
@@ -668,71 +368,81 @@ impl Bundle {
 
     /// Writes the canonical form: members `trust_domain`, `spiffile_version`,
     /// `identities` (sorted by ID; keys in their order, JWK members in the
-    /// order `kty, crv, x, y, kid, use, alg`), then any other top-level
-    /// members; 2-space indentation and a trailing newline.
+    /// order `kty, crv, x, y, kid, use, alg`, then any others as read), then
+    /// any other top-level members; 2-space indentation and a trailing
+    /// newline. Unknown members are re-indented from their text: their
+    /// strings and numbers are written as they were read.
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(64 + self.identities.len() * 400);
-        out.push_str("{\n");
-        out.push_str(&format!(
-            "  \"trust_domain\": {},\n  \"spiffile_version\": {SPIFFILE_VERSION},\n  \"identities\": {{",
-            json_str(self.trust_domain.as_str())
-        ));
+        // Writing to a String cannot fail.
+        let _ = self.write_json(&mut out);
+        out
+    }
+
+    /// [`Bundle::to_json`] into any writer, without building the whole
+    /// text first.
+    pub fn write_json(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        write!(
+            out,
+            "{{\n  \"trust_domain\": {},\n  \"spiffile_version\": {SPIFFILE_VERSION},\n  \"identities\": {{",
+            Value::from(self.trust_domain.as_str())
+        )?;
         for (n, (id, keys)) in self.identities.iter().enumerate() {
-            out.push_str(if n == 0 { "\n" } else { ",\n" });
-            out.push_str(&format!(
+            out.write_str(if n == 0 { "\n" } else { ",\n" })?;
+            write!(
+                out,
                 "    {}: {{\n      \"keys\": [",
-                json_str(id.as_str())
-            ));
+                Value::from(id.as_str())
+            )?;
             for (i, k) in keys.iter().enumerate() {
-                out.push_str(if i == 0 {
+                out.write_str(if i == 0 {
                     "\n        {"
                 } else {
                     ",\n        {"
-                });
-                for (j, (name, value)) in k.members().into_iter().enumerate() {
-                    out.push_str(if j == 0 { "\n" } else { ",\n" });
-                    out.push_str("          ");
-                    out.push_str(&json_str(name));
-                    out.push_str(": ");
-                    out.push_str(&indent_value(&value, 10));
-                }
-                out.push_str("\n        }");
+                })?;
+                k.write_members(out, 10)?;
+                out.write_str("\n        }")?;
             }
-            out.push_str(if keys.is_empty() {
+            out.write_str(if keys.is_empty() {
                 "]\n    }"
             } else {
                 "\n      ]\n    }"
-            });
+            })?;
         }
-        out.push_str(if self.identities.is_empty() {
+        out.write_str(if self.identities.is_empty() {
             "}"
         } else {
             "\n  }"
-        });
-        for (name, value) in &self.extra {
-            out.push_str(",\n  ");
-            out.push_str(&json_str(name));
-            out.push_str(": ");
-            out.push_str(&indent_value(value, 2));
+        })?;
+        for (name, value) in self.extra.pairs() {
+            out.write_str(",\n  ")?;
+            out.write_str(name)?;
+            out.write_str(": ")?;
+            write_indented(out, value, 2)?;
         }
-        out.push_str("\n}\n");
-        out
+        out.write_str("\n}\n")
     }
-}
 
-fn json_str(s: &str) -> String {
-    Value::from(s).to_string()
-}
-
-/// Pretty-prints a nested value so that it lines up at `indent` spaces.
-fn indent_value(v: &Value, indent: usize) -> String {
-    match v {
-        Value::Array(_) | Value::Object(_) => {
-            let pretty = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
-            let pad = " ".repeat(indent);
-            pretty.replace('\n', &format!("\n{pad}"))
+    /// Whether `bytes` are exactly this bundle's canonical form, compared as
+    /// it is written (no copy of the text is made, and the comparison stops
+    /// at the first difference).
+    pub fn is_canonical(&self, bytes: &[u8]) -> bool {
+        struct Compare<'a> {
+            rest: &'a [u8],
         }
-        _ => v.to_string(),
+        impl fmt::Write for Compare<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                match self.rest.strip_prefix(s.as_bytes()) {
+                    Some(rest) => {
+                        self.rest = rest;
+                        Ok(())
+                    }
+                    None => Err(fmt::Error),
+                }
+            }
+        }
+        let mut c = Compare { rest: bytes };
+        self.write_json(&mut c).is_ok() && c.rest.is_empty()
     }
 }
 
@@ -862,19 +572,55 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_identity_and_kid() {
-        let text = format!(
-            r#"{{"trust_domain":"example.org","spiffile_version":1,"identities":{{
-              "{ORDERS}": {{"keys": [{o}, {o}]}},
-              "{ORDERS}": {{"keys": [{b}]}} }}}}"#,
-            o = orders_jwk(),
-            b = billing_jwk()
-        );
-        let b = Bundle::from_json(text.as_bytes()).unwrap();
+    fn a_repeated_kid_skips_the_second_key() {
+        let b = parse(json!({ ORDERS: {"keys": [orders_jwk(), orders_jwk()]} }));
         let keys = b.keys(ORDERS).unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].kid(), "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q");
-        assert_eq!(b.warnings().len(), 2);
+        assert_eq!(b.warnings().len(), 1);
+        assert_eq!(b.warnings()[0].kind, WarningKind::SkippedKey);
+        assert_eq!(b.warnings()[0].key_index, Some(1));
+    }
+
+    /// Issue 15, item 4: the first entry won here and the last in the Python
+    /// reference, so one document bound different keys in the two. Now an
+    /// identity that appears twice is not trusted at all, whatever its
+    /// entries hold (even when one of them is unusable, so the other would
+    /// be the only candidate), with exactly one warning naming it.
+    #[test]
+    fn an_identity_that_appears_twice_is_not_trusted_at_all() {
+        let billing = "spiffe://example.org/billing";
+        for (first, second) in [
+            (
+                format!("{{\"keys\": [{}]}}", orders_jwk()),
+                format!("{{\"keys\": [{}]}}", billing_jwk()),
+            ),
+            (
+                "{\"keys\": []}".to_owned(),
+                format!("{{\"keys\": [{}]}}", billing_jwk()),
+            ),
+            (format!("{{\"keys\": [{}]}}", orders_jwk()), "7".to_owned()),
+        ] {
+            // The second spelling decodes to the same SPIFFE ID.
+            let text = format!(
+                r#"{{"trust_domain":"example.org","spiffile_version":1,"identities":{{
+                  "{ORDERS}": {first},
+                  "{billing}": {{"keys": [{b}]}},
+                  "spiffe://example.org/\u006frders": {second} }}}}"#,
+                b = billing_jwk()
+            );
+            let b = Bundle::from_json(text.as_bytes()).unwrap();
+            assert!(!b.contains(ORDERS), "{first} / {second}");
+            assert!(b.contains(billing));
+            assert_eq!(b.warnings().len(), 1, "{:?}", b.warnings());
+            let w = &b.warnings()[0];
+            assert_eq!(w.kind, WarningKind::SkippedIdentity);
+            assert_eq!(w.identity, ORDERS);
+            assert_eq!(
+                w.to_string(),
+                "identity \"spiffe://example.org/orders\" skipped: appears 2 times in `identities`; none of its entries is used, so its tokens are refused (keep exactly one)"
+            );
+        }
     }
 
     #[test]
@@ -899,18 +645,77 @@ mod tests {
         );
     }
 
+    /// A hostile document can hold millions of bad entries: at most
+    /// MAX_WARNINGS of each kind are kept, the rest counted in one warning
+    /// of the same kind, so a flood of advice never hides a problem.
     #[test]
-    fn shared_key_is_advised() {
+    fn warnings_are_capped_per_kind_and_never_hide_a_problem() {
+        let mut no_use = orders_jwk();
+        no_use.as_object_mut().unwrap().remove("use");
+        let mut ids = serde_json::Map::new();
+        for i in 0..1200 {
+            ids.insert(
+                format!("spiffe://example.org/s{i}"),
+                json!({"keys": [no_use]}),
+            );
+            ids.insert(format!("bad name {i}"), json!(0));
+        }
+        let b = parse(Value::Object(ids));
+        assert_eq!(b.len(), 1200);
+        let count = |k: WarningKind| b.warnings().iter().filter(|w| w.kind == k).count();
+        assert_eq!(count(WarningKind::Advice), crate::MAX_WARNINGS + 1);
+        assert_eq!(count(WarningKind::SharedKey), crate::MAX_WARNINGS + 1);
+        assert_eq!(count(WarningKind::SkippedIdentity), crate::MAX_WARNINGS + 1);
+        let last_shared = b
+            .warnings()
+            .iter()
+            .rfind(|w| w.kind == WarningKind::SharedKey)
+            .unwrap();
+        assert!(
+            last_shared
+                .message
+                .starts_with("199 more keys are bound to more than one identity"),
+            "{last_shared}"
+        );
+    }
+
+    #[test]
+    fn identities_before_the_trust_domain_read_the_same() {
+        let first = format!(
+            r#"{{"identities":{{"{ORDERS}":{{"keys":[{o}]}},"spiffe://other.org/x":{{"keys":[{o}]}}}},"trust_domain":"example.org","x":[1, 2],"spiffile_version":1}}"#,
+            o = orders_jwk()
+        );
+        let b = Bundle::from_json(first.as_bytes()).unwrap();
+        assert_eq!(b.len(), 1);
+        assert!(b.contains(ORDERS));
+        assert_eq!(b.warnings().len(), 1, "{:?}", b.warnings());
+        let again = Bundle::from_json(b.to_json().as_bytes()).unwrap();
+        assert!(again.identities().eq(b.identities()));
+        assert_eq!(again.extra_members(), b.extra_members());
+        assert!(again.is_canonical(b.to_json().as_bytes()));
+        assert!(!b.is_canonical(first.as_bytes()));
+    }
+
+    #[test]
+    fn shared_key_is_reported() {
         let b = parse(json!({
             ORDERS: {"keys": [orders_jwk()]},
             "spiffe://example.org/twin": {"keys": [orders_jwk()]},
         }));
-        assert_eq!(b.len(), 2);
-        assert!(b.warnings().iter().any(|w| {
-            w.kind == WarningKind::Advice
-                && w.message
-                    .contains("also bound to `spiffe://example.org/orders`")
-        }));
+        assert_eq!(
+            b.len(),
+            2,
+            "both stay trusted: the bundle is the trust root"
+        );
+        assert_eq!(b.warnings().len(), 1, "{:?}", b.warnings());
+        let w = &b.warnings()[0];
+        assert_eq!(w.kind, WarningKind::SharedKey);
+        assert!(!w.kind.is_skip());
+        assert!(
+            w.message
+                .contains("also bound to `spiffe://example.org/orders`"),
+            "{w}"
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::extras::{Extras, write_indented};
 use sha2::{Digest, Sha256};
 
 /// The `use` value a key must carry (when it carries one) to validate JWT-SVIDs.
@@ -92,14 +95,14 @@ pub enum KeyError {
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
-    kid: String,
+    kid: Box<str>,
     x: [u8; 32],
     y: [u8; 32],
     /// Whether the JWK carried `use` (which can only be `jwt-svid`).
     has_use: bool,
     /// Whether the JWK carried `alg` (which can only be `ES256`).
     has_alg: bool,
-    extra: Map<String, Value>,
+    extra: Extras,
 }
 
 impl std::fmt::Debug for PublicKey {
@@ -249,7 +252,7 @@ pub(crate) struct RawJwk<'a> {
     kid: Member<'a>,
     use_: Member<'a>,
     alg: Member<'a>,
-    extra: Map<String, Value>,
+    extra: Extras,
 }
 
 impl<'de> Deserialize<'de> for RawJwk<'de> {
@@ -277,10 +280,11 @@ impl<'de> Deserialize<'de> for RawJwk<'de> {
                                 map.next_value::<de::IgnoredAny>()?;
                                 continue;
                             }
-                            let v: Value = map.next_value()?;
-                            if raw.extra.insert(key.clone().into_owned(), v).is_some() {
-                                raw.duplicate.get_or_insert_with(|| key.into_owned());
-                            }
+                            // Kept as text, never as a tree of values (see
+                            // `Extras`); a repeated unknown member is kept
+                            // as written, it selects nothing.
+                            let v: &'de RawValue = map.next_value()?;
+                            raw.extra.push(&key, v);
                             continue;
                         }
                     };
@@ -351,12 +355,12 @@ impl PublicKey {
             return Err(KeyError::NotOnCurve);
         }
         Ok(PublicKey {
-            kid: thumbprint_of(&x, &y),
+            kid: thumbprint_of(&x, &y).into(),
             x,
             y,
             has_use: true,
             has_alg: true,
-            extra: Map::new(),
+            extra: Extras::default(),
         })
     }
 
@@ -375,8 +379,12 @@ impl PublicKey {
 
     /// Parses and validates a JWK (a JSON object).
     pub fn from_jwk(jwk: &Value) -> Result<Self, KeyError> {
-        // A `Value` always deserializes (every shape maps to a RawJwk).
-        let raw = RawJwk::deserialize(jwk).unwrap_or_else(|_| RawJwk::not_an_object());
+        // Read from text, as in a document: unknown members are kept as
+        // text, which needs serde_json's own reader. Every JSON shape maps
+        // to a RawJwk, so only a value that is not JSON text fails here.
+        let text = jwk.to_string();
+        let raw =
+            serde_json::from_str::<RawJwk<'_>>(&text).unwrap_or_else(|_| RawJwk::not_an_object());
         Self::from_raw(raw)
     }
 
@@ -423,12 +431,12 @@ impl PublicKey {
             return Err(KeyError::NotOnCurve);
         }
         Ok(PublicKey {
-            kid: kid.to_owned(),
+            kid: kid.into(),
             x,
             y,
             has_use: use_.is_some(),
             has_alg: alg.is_some(),
-            extra: raw.extra,
+            extra: raw.extra.shrunk(),
         })
     }
 
@@ -482,33 +490,63 @@ impl PublicKey {
 
     pub(crate) fn ordered_members(&self) -> Map<String, Value> {
         // serde_json's Map is sorted unless `preserve_order` is on; the
-        // document writer uses `members()` to control the order itself.
+        // document writer uses `write_members()` to control the order itself.
         let mut m = Map::new();
-        for (k, v) in self.members() {
-            m.insert(k.to_owned(), v);
+        m.insert("kty".into(), Value::from("EC"));
+        m.insert("crv".into(), Value::from("P-256"));
+        m.insert("x".into(), Value::from(URL_SAFE_NO_PAD.encode(self.x)));
+        m.insert("y".into(), Value::from(URL_SAFE_NO_PAD.encode(self.y)));
+        m.insert("kid".into(), Value::from(&*self.kid));
+        if self.has_use {
+            m.insert("use".into(), Value::from(JWT_SVID_USE));
+        }
+        if self.has_alg {
+            m.insert("alg".into(), Value::from(ES256));
+        }
+        for (k, v) in self.extra.to_map() {
+            m.entry(k).or_insert(v);
         }
         m
     }
 
-    /// The members in the canonical writing order.
-    pub(crate) fn members(&self) -> Vec<(&str, Value)> {
-        let mut v: Vec<(&str, Value)> = vec![
-            ("kty", Value::from("EC")),
-            ("crv", Value::from("P-256")),
-            ("x", Value::from(URL_SAFE_NO_PAD.encode(self.x))),
-            ("y", Value::from(URL_SAFE_NO_PAD.encode(self.y))),
-            ("kid", Value::from(self.kid.as_str())),
-        ];
+    /// Writes the members in the canonical order (`kty, crv, x, y, kid, use,
+    /// alg`, then the others as read), one per line at `pad` spaces.
+    pub(crate) fn write_members(&self, out: &mut dyn fmt::Write, pad: usize) -> fmt::Result {
+        let line = |out: &mut dyn fmt::Write, first: bool| -> fmt::Result {
+            out.write_str(if first { "\n" } else { ",\n" })?;
+            for _ in 0..pad {
+                out.write_char(' ')?;
+            }
+            Ok(())
+        };
+        let mut coordinate = String::with_capacity(43);
+        line(out, true)?;
+        out.write_str("\"kty\": \"EC\"")?;
+        line(out, false)?;
+        out.write_str("\"crv\": \"P-256\"")?;
+        for (name, c) in [("x", &self.x), ("y", &self.y)] {
+            coordinate.clear();
+            URL_SAFE_NO_PAD.encode_string(c, &mut coordinate);
+            line(out, false)?;
+            write!(out, "\"{name}\": \"{coordinate}\"")?;
+        }
+        line(out, false)?;
+        write!(out, "\"kid\": {}", Value::from(&*self.kid))?;
         if self.has_use {
-            v.push(("use", Value::from(JWT_SVID_USE)));
+            line(out, false)?;
+            write!(out, "\"use\": \"{JWT_SVID_USE}\"")?;
         }
         if self.has_alg {
-            v.push(("alg", Value::from(ES256)));
+            line(out, false)?;
+            write!(out, "\"alg\": \"{ES256}\"")?;
         }
-        for (k, val) in &self.extra {
-            v.push((k.as_str(), val.clone()));
+        for (name, value) in self.extra.pairs() {
+            line(out, false)?;
+            out.write_str(name)?;
+            out.write_str(": ")?;
+            write_indented(out, value, pad)?;
         }
-        v
+        Ok(())
     }
 }
 

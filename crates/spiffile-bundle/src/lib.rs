@@ -55,8 +55,11 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod document;
+mod extras;
 mod key;
+mod parse;
 
 pub use document::{Bundle, BundleError, MAX_BUNDLE_BYTES, SPIFFILE_VERSION, Warning, WarningKind};
 pub use key::{ES256, JWT_SVID_USE, KeyError, PublicKey};
+pub use parse::MAX_WARNINGS;
 pub use spiffile_id::{IdError, SpiffeId, TrustDomain};

@@ -18,6 +18,12 @@ pub struct AddArgs {
     /// Service names (SPIFFE ID paths such as `orders` or `team/orders`).
     #[arg(required = true, value_name = "NAME")]
     names: Vec<String>,
+    /// Bind a key.pem that is already on disk but not bound to the service
+    /// (made by another tool, or restored). Without it such a key is
+    /// refused: whoever can write the service's directory could have put it
+    /// there. A key bound to another identity is refused even so.
+    #[arg(long)]
+    adopt_existing_key: bool,
 }
 
 impl AddArgs {
@@ -27,13 +33,14 @@ impl AddArgs {
         let mut failed = 0;
         let mut last_notices = Vec::new();
         for name in &self.names {
-            match provision::add_service(&self.root, name) {
+            let options = provision::AddOptions::new().adopt_existing_key(self.adopt_existing_key);
+            match provision::add_service_with(&self.root, name, &options) {
                 Ok(a) => {
                     let what = match a.action {
                         provision::AddAction::Created => "added",
                         provision::AddAction::Unchanged => "unchanged",
-                        provision::AddAction::Repaired => {
-                            "repaired (bound its existing key to the bundle)"
+                        provision::AddAction::Adopted => {
+                            "adopted (bound its existing key.pem in the bundle)"
                         }
                         _ => "done",
                     };

@@ -76,26 +76,44 @@ fn check(file: &Path) -> Result<(), Failure> {
             out(&format!("    kid {}", k.kid()));
         }
     }
-    let mut problems = 0;
+    let (mut problems, mut skipped) = (0, 0);
     for w in bundle.warnings().iter().chain(&bundle.lint()) {
         let serious = w.kind != WarningKind::Advice;
         problems += usize::from(serious);
+        skipped += usize::from(w.kind.is_skip());
         out(&format!(
             "  {}: {w}",
             if serious { "problem" } else { "advice" }
         ));
     }
-    if bundle.to_json().as_bytes() != bytes.as_slice() && problems == 0 {
+    // Compared as it is written: the canonical text of a large bundle is
+    // never built just to be compared.
+    if problems == 0 && !bundle.is_canonical(&bytes) {
         out(&format!(
             "  note: not in the canonical form (`spiffile bundle fmt {}` rewrites it)",
             file.display()
         ));
     }
     if problems > 0 {
+        let shared = problems - skipped;
+        let mut what = Vec::new();
+        if skipped > 0 {
+            what.push(format!(
+                "{skipped} entr{} skipped (verifiers refuse the tokens they concern)",
+                if skipped == 1 { "y" } else { "ies" }
+            ));
+        }
+        if shared > 0 {
+            what.push(format!(
+                "{shared} public key{} bound to more than one identity (verifiers accept {} for each)",
+                if shared == 1 { "" } else { "s" },
+                if shared == 1 { "it" } else { "them" }
+            ));
+        }
         return Err(Failure::failed(format!(
-            "{}: {problems} entr{} skipped; verifiers will refuse tokens of the identities concerned",
+            "{}: {}",
             file.display(),
-            if problems == 1 { "y" } else { "ies" }
+            what.join("; ")
         )));
     }
     Ok(())
@@ -108,7 +126,7 @@ fn fmt(file: &Path) -> Result<(), Failure> {
     let skipped: Vec<String> = bundle
         .warnings()
         .iter()
-        .filter(|w| w.kind != WarningKind::Advice)
+        .filter(|w| w.kind.is_skip())
         .map(|w| w.to_string())
         .collect();
     if !skipped.is_empty() {
@@ -118,10 +136,17 @@ fn fmt(file: &Path) -> Result<(), Failure> {
             skipped.join("\n  ")
         )));
     }
-    let json = bundle.to_json();
-    if json.as_bytes() == bytes.as_slice() {
+    if bundle.is_canonical(&bytes) {
         out(&format!("{}: already canonical", file.display()));
         return Ok(());
+    }
+    let json = bundle.to_json();
+    if json.len() > MAX_BUNDLE_BYTES {
+        return Err(Failure::failed(format!(
+            "{}: not rewritten: its canonical form would be {} bytes, above the {MAX_BUNDLE_BYTES}-byte limit every reader applies",
+            file.display(),
+            json.len()
+        )));
     }
     provision::replace_file_atomically(file, json.as_bytes())
         .map_err(|e| Failure::failed(format!("{}: {e}", file.display())))?;

@@ -69,7 +69,7 @@ impl ListArgs {
             .count();
         if problems > 0 {
             warn(format!(
-                "{problems} service(s) need attention: `key missing` means the bundle binds keys nobody here holds (remove the service, or rotate it with --revoke-old); `not in bundle`/`key not bound` are fixed by `spiffile add ROOT NAME`; a pending rotation is finished by the next provisioning command"
+                "{problems} service(s) need attention: `unsafe` means someone else can change the service's files (fix the mode, owner or link it names); `key missing` means the bundle binds keys nobody here holds (remove the service, or rotate it with --revoke-old); `not in bundle`/`key not bound` mean key.pem holds a key spiffile did not bind (rotate to issue a new one, or `spiffile add ROOT NAME --adopt-existing-key` if it is the service's own); a pending rotation is finished by the next provisioning command"
             ));
         }
         Ok(())

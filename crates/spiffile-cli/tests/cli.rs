@@ -337,6 +337,45 @@ fn bundle_check_and_fmt() {
     assert!(e.stderr.contains("would be lost"), "{}", e.stderr);
     assert_eq!(fs::read_to_string(&bundle).unwrap(), with_foreign);
 
+    // An identity that appears twice (issue 15, item 4): not trusted at all,
+    // one problem naming it, exit 1; fmt refuses to pick an entry.
+    let billing_entry = serde_json::to_string(&value["identities"][BILLING]).unwrap();
+    let twice = canonical.replacen(
+        "\"identities\": {",
+        &format!("\"identities\": {{\n    \"{ORDERS}\": {billing_entry},"),
+        1,
+    );
+    fs::write(&bundle, &twice).unwrap();
+    let e = run(["bundle", "check", b]).code(1);
+    assert!(
+        e.stdout.contains(&format!(
+            "problem: identity \"{ORDERS}\" skipped: appears 2 times in `identities`; none of its entries is used"
+        )),
+        "{}",
+        e.stdout
+    );
+    assert_eq!(e.stdout.matches("problem:").count(), 1, "{}", e.stdout);
+    assert!(e.stderr.contains("1 entry skipped"), "{}", e.stderr);
+    run(["bundle", "fmt", b]).code(1);
+    assert_eq!(fs::read_to_string(&bundle).unwrap(), twice);
+
+    // One public key bound to two identities: trusted, but a problem.
+    let mut shared = value.clone();
+    shared["identities"]["spiffe://example.org/twin"] = value["identities"][ORDERS].clone();
+    fs::write(&bundle, serde_json::to_string_pretty(&shared).unwrap()).unwrap();
+    let e = run(["bundle", "check", b]).code(1);
+    assert!(
+        e.stdout.contains("problem: identity \"spiffe://example.org/twin\" key #0: the same public key is also bound to `spiffe://example.org/orders`"),
+        "{}",
+        e.stdout
+    );
+    assert!(
+        e.stderr
+            .contains("1 public key bound to more than one identity"),
+        "{}",
+        e.stderr
+    );
+
     fs::write(&bundle, "{not json").unwrap();
     let e = run(["bundle", "check", b]).code(1);
     assert!(e.stderr.contains("not valid JSON"), "{}", e.stderr);

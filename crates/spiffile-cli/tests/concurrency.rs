@@ -114,15 +114,16 @@ fn killed_provisioners_leave_a_root_that_parses_and_repairs() {
         }
         // Whatever was interrupted, the bundle parses and every service is
         // in a state the tools recognize. A key that is on disk with a
-        // bundle entry that does not bind it, or an unreadable (half-written)
-        // key, would mean a write was not atomic or steps were misordered.
+        // bundle entry that does not bind it, or without one (which `add`
+        // would refuse to bind), or an unreadable (half-written) key, would
+        // mean a write was not atomic or steps were misordered.
         bundle_parses(&root);
         for (name, status) in statuses(&root) {
             *seen.entry(status.clone()).or_default() += 1;
             assert!(
                 matches!(
                     status.as_str(),
-                    "ok" | "key missing" | "not in bundle" | "rotation pending"
+                    "ok" | "key missing" | "rotation pending" | "removal pending"
                 ),
                 "round {round}: {name}: {status} (seed {seed})"
             );

@@ -191,3 +191,52 @@ fn a_root_made_here_is_used_by_python() {
     assert!(!py.verify(&root, "billing", &old).0);
     assert!(py.verify(&root, "billing", &new).0);
 }
+
+/// Issue 15, item 4: a bundle naming `orders` twice (its own key first,
+/// billing's key last). The Python reference takes the last entry and so
+/// accepts billing's key signing as orders; we trust neither entry. The
+/// divergence is only ever in the direction of refusing: no token is
+/// accepted here that the reference refuses.
+#[test]
+fn a_repeated_identity_is_refused_here_whatever_python_accepts() {
+    let Some(py) = peer() else { return };
+    let (_dir, root) = root_with(&["orders", "billing", "checker"]);
+    let bundle_file = root.join("bundle.json");
+    let canonical = std::fs::read_to_string(&bundle_file).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&canonical).unwrap();
+    let billing_entry = serde_json::to_string(&value["identities"][BILLING]).unwrap();
+    // The repeated member goes last, after the canonical `orders` entry.
+    let twice = canonical.replacen(
+        "\n  }\n}",
+        &format!(",\n    \"{ORDERS}\": {billing_entry}\n  }}\n}}"),
+        1,
+    );
+    assert_ne!(twice, canonical);
+
+    let own = rust_token(&root, "orders", "spiffe://example.org/checker");
+    let billing_pem = std::fs::read(root.join("services/billing/key.pem")).unwrap();
+    let forged = spiffile::svid::Signer::from_pkcs8_pem(ORDERS.parse().unwrap(), &billing_pem)
+        .unwrap()
+        .mint(
+            &"spiffe://example.org/checker".parse().unwrap(),
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    std::fs::write(&bundle_file, &twice).unwrap();
+
+    for (token, what) in [(&own, "orders' own key"), (&forged, "billing's key")] {
+        let ours = run_as(&root, "checker", ["verify", token.as_str()]).code(1);
+        assert!(
+            ours.stderr.contains("unknown identity"),
+            "{what}: {}",
+            ours.stderr
+        );
+    }
+    // The reference: last entry wins, so it refuses orders' own key and
+    // accepts the forgery. (If a later release fails closed too, this
+    // assertion is the one to relax.)
+    assert!(!py.verify(&root, "checker", &own).0);
+    let (ok, reply) = py.verify(&root, "checker", &forged);
+    assert!(ok, "the reference takes the last entry: {reply}");
+    assert_eq!(reply["caller"], ORDERS);
+}

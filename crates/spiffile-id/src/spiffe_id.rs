@@ -40,6 +40,15 @@ impl SpiffeId {
         SpiffeId { s, path_start, td }
     }
 
+    /// This ID, holding `td` itself when it is its trust domain (so that
+    /// the many IDs of a bundle share one allocation for it).
+    pub fn with_shared_trust_domain(mut self, td: &TrustDomain) -> Self {
+        if self.td == *td {
+            self.td = td.clone();
+        }
+        self
+    }
+
     /// The trust domain this ID belongs to.
     pub fn trust_domain(&self) -> &TrustDomain {
         &self.td

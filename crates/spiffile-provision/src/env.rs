@@ -9,7 +9,7 @@ use spiffile_id::SpiffeId;
 use crate::fsutil;
 use crate::layout::bundle_path;
 use crate::open::{Open, check_root_dir};
-use crate::{ENV_BUNDLE_FILE, ENV_ID_FILE, ENV_KEY_FILE, Error};
+use crate::{ENV_BUNDLE_FILE, ENV_ID_FILE, ENV_KEY_FILE, Error, nofollow};
 
 /// The files of a provisioned service and the `SPIFFILE_*` variables that
 /// name them (see [`service_env`]). The `spiffile` facade loads an
@@ -50,10 +50,10 @@ pub fn service_env(root: impl AsRef<Path>, name: &str) -> Result<ServiceEnv, Err
     check_root_dir(root)?;
     let root = fs::canonicalize(root).map_err(fsutil::fail(root, "resolve"))?;
     let open = Open::read(&root)?;
-    let service = open.service(name)?;
+    let service = open.checked_service(name)?;
     if !open.bundle.contains(service.id.as_str())
-        && !service.key_file().exists()
-        && !service.id_file().exists()
+        && !nofollow::exists(&service.key_file())?
+        && !nofollow::exists(&service.id_file())?
     {
         return Err(Error::UnknownService {
             name: service.name,

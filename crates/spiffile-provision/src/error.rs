@@ -90,13 +90,11 @@ pub enum Error {
     },
     /// The key on disk is not bound to the service in the bundle.
     #[error(
-        "the key in {} (kid `{kid}`) is not bound to `{id}` in the bundle; bind it with `spiffile add ROOT {name}`",
-        key_file.display()
+        "the key in {} (kid `{kid}`) is not bound to `{id}` in the bundle; if it is the service's own key, bind it with `spiffile add ROOT {name} --adopt-existing-key`, otherwise issue a new one with `spiffile rotate ROOT {name}`",
+        key_file.display(), name = id.path().trim_start_matches('/')
     )]
     KeyNotBound {
-        /// The service name.
-        name: String,
-        /// Its SPIFFE ID.
+        /// The service's SPIFFE ID.
         id: SpiffeId,
         /// The key file.
         key_file: PathBuf,
@@ -135,6 +133,74 @@ pub enum Error {
         path: PathBuf,
         /// One line per skipped entry or key.
         problems: Vec<String>,
+    },
+    /// A symbolic link inside the root (a service directory, `services/`,
+    /// a service's files, `bundle.json` or the lock file). spiffile never
+    /// follows links inside a root, so that no operation reads, writes,
+    /// binds or deletes anything outside it.
+    #[error(
+        "{}{} is a symbolic link; spiffile does not follow links inside a root (it would act on files outside it): replace the link with the directory or file itself{}",
+        link.display(), crate::nofollow::describe(target),
+        if link.ends_with(crate::BUNDLE_FILE) { ", and to publish the bundle elsewhere, point a link there at the root's bundle.json instead" } else { "" }
+    )]
+    Symlink {
+        /// The link.
+        link: PathBuf,
+        /// Where it points, when that could be read.
+        target: Option<PathBuf>,
+    },
+    /// `add` found a key on disk that the bundle does not bind to the
+    /// service, and was not told to adopt it.
+    #[error(
+        "{} holds a key (kid `{kid}`) that the bundle does not bind to `{id}`; spiffile does not bind a key it did not generate, since whoever could write that directory may have put it there. If this is the service's own key, bind it with `spiffile add ROOT {name} --adopt-existing-key`; otherwise issue a new one with `spiffile rotate ROOT {name}`",
+        key_file.display(), name = id.path().trim_start_matches('/')
+    )]
+    UnboundKey {
+        /// The service's SPIFFE ID.
+        id: SpiffeId,
+        /// The key file.
+        key_file: PathBuf,
+        /// The kid of the key on disk.
+        kid: String,
+    },
+    /// The key on disk is already bound to another identity: binding it
+    /// would let that identity's key holder sign as this one too.
+    #[error(
+        "{} holds the key that the bundle binds to `{other}`; a key is never bound to a second identity (its holder could sign as both); issue `{name}` its own key with `spiffile rotate ROOT {name}`",
+        key_file.display()
+    )]
+    KeyBoundElsewhere {
+        /// The service name.
+        name: String,
+        /// The key file.
+        key_file: PathBuf,
+        /// The identity it is bound to.
+        other: SpiffeId,
+    },
+    /// A step failed after the operation had started writing, and what it
+    /// had written was undone: the root is as it was before.
+    #[error(
+        "{operation} failed, and what it had written was undone (the root is unchanged): {source}"
+    )]
+    RolledBack {
+        /// The operation (`rotate of spiffe://example.org/orders`).
+        operation: String,
+        /// The failure.
+        source: Box<Error>,
+    },
+    /// A step failed after the operation had started writing, and undoing
+    /// it failed too: `state` says what the root holds and how the next
+    /// operation completes or discards it.
+    #[error("{operation} failed ({source}), and undoing it failed too ({rollback}); {state}")]
+    Incomplete {
+        /// The operation.
+        operation: String,
+        /// The failure.
+        source: Box<Error>,
+        /// Why it could not be undone.
+        rollback: Box<Error>,
+        /// What the root holds now.
+        state: String,
     },
     /// A private key file cannot be used.
     #[error("private key {} {source}", path.display())]

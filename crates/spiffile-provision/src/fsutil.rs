@@ -1,7 +1,7 @@
 //! File-system primitives: atomic replacement, private files, bounded reads.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,6 +32,7 @@ fn temp_name() -> String {
 fn create_new(path: &Path, mode: u32) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
+    crate::nofollow::no_follow(&mut options);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -112,27 +113,43 @@ pub(crate) fn write_atomic(
 }
 
 fn existing_permissions(path: &Path) -> Option<fs::Permissions> {
-    fs::metadata(path).ok().map(|m| m.permissions())
+    fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.permissions())
 }
 
 /// Replaces the file at `path` with `contents` atomically (temporary file in
 /// the same directory, fsync, rename, fsync of the directory), keeping the
 /// file's permission bits when it exists (0644 minus the umask otherwise).
 ///
-/// A symbolic link at `path` is resolved first, so the file it points to is
-/// replaced and the link is kept.
+/// A symbolic link at `path` is refused (an error of kind
+/// [`io::ErrorKind::InvalidInput`] naming the link and its target), never
+/// followed and never replaced: replacing the link with a file would leave
+/// its target stale for everyone reading through it, and following it would
+/// write wherever it points. The provisioner treats a root's `bundle.json`
+/// the same way ([`crate::Error::Symlink`]).
 pub fn replace_file_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let resolved = match fs::canonicalize(path) {
-        Ok(p) => p,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => path.to_owned(),
-        Err(e) => return Err(e),
-    };
-    let name = resolved
+    if let Ok(meta) = fs::symlink_metadata(path)
+        && meta.file_type().is_symlink()
+    {
+        let target = fs::read_link(path)
+            .map(|t| format!(" (to {})", t.display()))
+            .unwrap_or_default();
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}{target} is a symbolic link; it is not followed or replaced: run this on the file it points to",
+                path.display()
+            ),
+        ));
+    }
+    let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?
         .to_owned();
-    let dir = match resolved.parent() {
+    let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
@@ -158,37 +175,34 @@ pub(crate) fn create_dirs(path: &Path, mode: u32) -> Result<(), IoFailure> {
     builder.create(path).map_err(fail(path, "create directory"))
 }
 
-/// Reads a whole regular file of at most `max` bytes; `Ok(None)` when it does
-/// not exist.
-pub(crate) fn read_optional(path: &Path, max: u64) -> Result<Option<Vec<u8>>, IoFailure> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(fail(path, "read")(e)),
-    };
-    if !meta.is_file() {
-        return Err(IoFailure {
-            path: path.to_owned(),
-            action: "read",
-            source: io::Error::new(io::ErrorKind::InvalidData, "not a regular file"),
-        });
+/// Creates `base/c1/…/cn` one directory at a time, each with `mode`, and
+/// returns the ones it created (outermost first), so a failed operation can
+/// remove them again. A directory that already exists is kept as it is (the
+/// caller has checked that none is a link).
+pub(crate) fn create_dir_chain<'a>(
+    base: &Path,
+    components: impl IntoIterator<Item = &'a str>,
+    mode: u32,
+) -> Result<Vec<PathBuf>, IoFailure> {
+    let mut created = Vec::new();
+    let mut path = base.to_owned();
+    for c in components {
+        path.push(c);
+        let mut builder = fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(mode);
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        match builder.create(&path) {
+            Ok(()) => created.push(path.clone()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail(&path, "create directory")(e)),
+        }
     }
-    let file = File::open(path).map_err(fail(path, "open"))?;
-    let mut buf = Vec::with_capacity(meta.len().min(max) as usize + 1);
-    file.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(fail(path, "read"))?;
-    if buf.len() as u64 > max {
-        return Err(IoFailure {
-            path: path.to_owned(),
-            action: "read",
-            source: io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("larger than {max} bytes"),
-            ),
-        });
-    }
-    Ok(Some(buf))
+    Ok(created)
 }
 
 /// Removes a file; a missing file is not an error. Returns whether it existed.
@@ -234,23 +248,40 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn replace_keeps_the_mode_and_follows_symlinks() {
+    fn replace_keeps_the_mode() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("real.json");
         fs::write(&real, b"old").unwrap();
         fs::set_permissions(&real, fs::Permissions::from_mode(0o640)).unwrap();
+        replace_file_atomically(&real, b"new").unwrap();
+        assert_eq!(fs::read(&real).unwrap(), b"new");
+        let mode = fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+
+    /// Issue 15, item 1: the public atomic write used to follow a link and
+    /// the provisioner to replace it; both now refuse it, and nothing
+    /// changes on either side of the link.
+    #[cfg(unix)]
+    #[test]
+    fn replace_refuses_a_symlink_and_leaves_both_sides_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        fs::write(&real, b"old").unwrap();
         let link = dir.path().join("link.json");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        replace_file_atomically(&link, b"new").unwrap();
+        let e = replace_file_atomically(&link, b"new").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("link.json"), "{e}");
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
         assert!(
             fs::symlink_metadata(&link)
                 .unwrap()
                 .file_type()
                 .is_symlink()
         );
-        assert_eq!(fs::read(&real).unwrap(), b"new");
-        let mode = fs::metadata(&real).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o640);
+        assert_eq!(fs::read(&real).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

@@ -8,10 +8,14 @@ use spiffile_id::SpiffeId;
 
 use crate::fsutil::{RESERVED_PREFIX, TEMP_PREFIX};
 use crate::open::Open;
-use crate::{BUNDLE_FILE, Error, ID_FILE, KEY_FILE, SERVICES_DIR};
+use crate::{BUNDLE_FILE, Error, ID_FILE, KEY_FILE, SERVICES_DIR, nofollow};
 
-/// A rotated key staged beside `key.pem` until the bundle holds it.
+/// A new key (of an `add` or a rotation) staged beside `key.pem` until the
+/// bundle holds it.
 pub(crate) const NEXT_KEY_FILE: &str = ".spiffile-next-key.pem";
+/// The key of a service being removed, set aside until the bundle no longer
+/// binds it.
+pub(crate) const REMOVED_KEY_FILE: &str = ".spiffile-removed-key.pem";
 /// Deepest service directory looked at (a SPIFFE ID is at most 2048 bytes).
 pub(crate) const MAX_DEPTH: usize = 1024;
 
@@ -28,6 +32,34 @@ impl Service {
     }
     pub(crate) fn id_file(&self) -> PathBuf {
         self.dir.join(ID_FILE)
+    }
+    pub(crate) fn staged_key_file(&self) -> PathBuf {
+        self.dir.join(NEXT_KEY_FILE)
+    }
+    pub(crate) fn removed_key_file(&self) -> PathBuf {
+        self.dir.join(REMOVED_KEY_FILE)
+    }
+    /// The segments of its name: one directory each below `services/`.
+    pub(crate) fn segments(&self) -> impl Iterator<Item = &str> {
+        self.name.split('/')
+    }
+    /// `services/` and each directory down to the service's own, those that
+    /// exist.
+    pub(crate) fn existing_dirs(&self, services: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut path = services.to_owned();
+        if !path.is_dir() {
+            return out;
+        }
+        out.push(path.clone());
+        for s in self.segments() {
+            path.push(s);
+            if !path.is_dir() {
+                break;
+            }
+            out.push(path.clone());
+        }
+        out
     }
 }
 
@@ -68,6 +100,15 @@ impl Open {
             })
     }
 
+    /// Resolves a service name like [`Open::service`], then checks the way
+    /// to it on disk: no directory from `services/` down to the service's,
+    /// and none of its files, is a symbolic link ([`Error::Symlink`]).
+    pub(crate) fn checked_service(&self, name: &str) -> Result<Service, Error> {
+        let service = self.service(name)?;
+        check_service_paths(&self.services_dir(), &service)?;
+        Ok(service)
+    }
+
     pub(crate) fn service_at(&self, path: &str) -> Result<Service, String> {
         if path.is_empty() {
             return Err("it is empty (the trust domain itself is not a service)".into());
@@ -99,12 +140,28 @@ impl Open {
     }
 }
 
+/// Checks that no directory from `services/` down to the service's, and
+/// none of the service's own files, is a symbolic link.
+pub(crate) fn check_service_paths(services: &Path, service: &Service) -> Result<(), Error> {
+    nofollow::check_dirs(services, service.segments())?;
+    for file in [
+        service.key_file(),
+        service.id_file(),
+        service.staged_key_file(),
+        service.removed_key_file(),
+    ] {
+        nofollow::entry(&file)?;
+    }
+    Ok(())
+}
+
 /// A directory under `services/` that holds service files.
 pub(crate) struct DiskService {
     pub(crate) name: String,
     pub(crate) path: PathBuf,
     pub(crate) has_key: bool,
     pub(crate) has_next_key: bool,
+    pub(crate) has_removed_key: bool,
 }
 
 /// Walks `services/` for directories holding `key.pem`, `id`, a staged key
@@ -116,8 +173,8 @@ pub(crate) fn service_dirs(services: &Path) -> Vec<DiskService> {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
-        let (mut has_key, mut has_id, mut has_next_key, mut has_temp) =
-            (false, false, false, false);
+        let (mut has_key, mut has_id, mut has_next_key, mut has_removed_key, mut has_temp) =
+            (false, false, false, false, false);
         for entry in entries.flatten() {
             let Ok(file_type) = entry.file_type() else {
                 continue;
@@ -140,18 +197,20 @@ pub(crate) fn service_dirs(services: &Path) -> Vec<DiskService> {
                 KEY_FILE => has_key = true,
                 ID_FILE => has_id = true,
                 NEXT_KEY_FILE => has_next_key = true,
+                REMOVED_KEY_FILE => has_removed_key = true,
                 n if n.starts_with(TEMP_PREFIX) => has_temp = true,
                 _ => {}
             }
         }
         // A directory holding only a temporary file is an `add` interrupted
         // before its key was in place: listed for the housekeeping.
-        if depth > 0 && (has_key || has_id || has_next_key || has_temp) {
+        if depth > 0 && (has_key || has_id || has_next_key || has_removed_key || has_temp) {
             found.push(DiskService {
                 name,
                 path: dir,
                 has_key,
                 has_next_key,
+                has_removed_key,
             });
         }
     }

@@ -70,23 +70,27 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod add;
+mod audit;
 mod env;
 mod error;
+mod faults;
 mod fsutil;
 mod import;
 mod init;
 mod layout;
 mod list;
 mod lock;
+mod nofollow;
 mod notice;
 mod open;
 mod remove;
 mod repair;
 mod rotate;
 mod service_files;
+mod undo;
 pub mod x509;
 
-pub use add::{AddAction, Added, add_service};
+pub use add::{AddAction, AddOptions, Added, add_service, add_service_with};
 pub use env::{ServiceEnv, service_env};
 pub use error::Error;
 pub use fsutil::replace_file_atomically;

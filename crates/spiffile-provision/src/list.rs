@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use spiffile_id::SpiffeId;
 
-use crate::layout::service_dirs;
+use crate::audit;
+use crate::layout::{check_service_paths, service_dirs};
 use crate::open::Open;
 use crate::service_files::read_key;
 use crate::{Error, KEY_FILE};
@@ -23,11 +24,19 @@ pub enum ServiceStatus {
     NotInBundle,
     /// It has a bundle entry, but the key on disk is not among its keys.
     KeyNotBound,
-    /// A rotation was interrupted; the next provisioning operation finishes
-    /// or discards it.
+    /// An `add` or a rotation was interrupted; the next provisioning
+    /// operation finishes or discards it.
     RotationPending,
+    /// A `remove` was interrupted; the next provisioning operation finishes
+    /// it (the bundle no longer binds the key) or undoes it.
+    RemovalPending,
     /// The key file cannot be read or parsed.
     KeyUnreadable(String),
+    /// Someone other than this user can change the service's files: a
+    /// directory on the way to it is writable by others or owned by another
+    /// user, or a symbolic link (which spiffile refuses to follow). The text
+    /// says which and how to fix it.
+    Unsafe(String),
 }
 
 impl fmt::Display for ServiceStatus {
@@ -38,7 +47,9 @@ impl fmt::Display for ServiceStatus {
             ServiceStatus::NotInBundle => f.write_str("not in bundle"),
             ServiceStatus::KeyNotBound => f.write_str("key not bound"),
             ServiceStatus::RotationPending => f.write_str("rotation pending"),
+            ServiceStatus::RemovalPending => f.write_str("removal pending"),
             ServiceStatus::KeyUnreadable(why) => write!(f, "key unreadable: {why}"),
+            ServiceStatus::Unsafe(why) => write!(f, "unsafe: {why}"),
         }
     }
 }
@@ -64,27 +75,51 @@ pub struct ServiceInfo {
 /// Lists the services of a root: every identity of the bundle and every
 /// service directory holding a key, each with its status (a bundle entry
 /// without its key is [`ServiceStatus::KeyMissing`]; a key without an entry
-/// is [`ServiceStatus::NotInBundle`]). Sorted by name.
+/// is [`ServiceStatus::NotInBundle`]; a service whose files others can
+/// change is [`ServiceStatus::Unsafe`], which comes before every other
+/// status). Sorted by name.
 pub fn list_services(root: impl AsRef<Path>) -> Result<Vec<ServiceInfo>, Error> {
     let open = Open::read(root.as_ref())?;
+    let root_problem = [open.root.clone(), open.services_dir()]
+        .iter()
+        .find_map(|d| audit::unsafe_dir(d).map(|p| format!("{} {p}", d.display())));
     let mut names: BTreeSet<String> = open
         .bundle
         .identities()
         .map(|(id, _)| id.path().trim_start_matches('/').to_owned())
         .collect();
     let mut pending = BTreeSet::new();
+    let mut removing = BTreeSet::new();
     for dir in service_dirs(&open.services_dir()) {
         if dir.has_next_key {
             pending.insert(dir.name.clone());
         }
-        if dir.has_key || dir.has_next_key {
+        if dir.has_removed_key {
+            removing.insert(dir.name.clone());
+        }
+        if dir.has_key || dir.has_next_key || dir.has_removed_key {
             names.insert(dir.name);
         }
     }
     let mut out = Vec::with_capacity(names.len());
     for name in names {
+        let mut unsafe_problem = root_problem.clone();
         let (id, dir) = match open.service_at(&name) {
-            Ok(s) => (s.id, s.dir),
+            Ok(s) => {
+                if unsafe_problem.is_none() {
+                    unsafe_problem = match check_service_paths(&open.services_dir(), &s) {
+                        Err(e) => Some(e.to_string()),
+                        Ok(()) => s
+                            .existing_dirs(&open.services_dir())
+                            .iter()
+                            .skip(1)
+                            .find_map(|d| {
+                                audit::unsafe_dir(d).map(|p| format!("{} {p}", d.display()))
+                            }),
+                    };
+                }
+                (s.id, s.dir)
+            }
             // An identity of the bundle whose path cannot be a directory
             // here (such as the trust domain's own ID): listed without one.
             Err(_) => match open.bundle.trust_domain().join(&name) {
@@ -102,10 +137,14 @@ pub fn list_services(root: impl AsRef<Path>) -> Result<Vec<ServiceInfo>, Error> 
                 Err(e) => (None, Some(e.to_string())),
             }
         };
-        let status = if let Some(problem) = key_problem {
+        let status = if let Some(problem) = unsafe_problem {
+            ServiceStatus::Unsafe(problem)
+        } else if let Some(problem) = key_problem {
             ServiceStatus::KeyUnreadable(problem)
         } else if pending.contains(&name) {
             ServiceStatus::RotationPending
+        } else if removing.contains(&name) {
+            ServiceStatus::RemovalPending
         } else {
             match (&key_kid, kids.is_empty()) {
                 (None, _) => ServiceStatus::KeyMissing,

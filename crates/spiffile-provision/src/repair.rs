@@ -10,8 +10,9 @@ use spiffile_svid::{Zeroizing, public_key_of_pem};
 
 use crate::Error;
 use crate::Notice;
-use crate::fsutil::{self, TEMP_PREFIX, read_optional, remove_if_present, sync_dir};
-use crate::layout::{DiskService, NEXT_KEY_FILE, service_dirs};
+use crate::fsutil::{self, TEMP_PREFIX, remove_if_present, sync_dir};
+use crate::layout::{DiskService, NEXT_KEY_FILE, REMOVED_KEY_FILE, service_dirs};
+use crate::nofollow;
 use crate::open::Open;
 use crate::service_files::MAX_KEY_BYTES;
 
@@ -26,6 +27,9 @@ impl Open {
             self.remove_temps(&dir.path)?;
             if dir.has_next_key {
                 self.resolve_staged_key(&dir)?;
+            }
+            if dir.has_removed_key {
+                self.resolve_removed_key(&dir)?;
             }
         }
         Ok(())
@@ -51,13 +55,8 @@ impl Open {
     fn resolve_staged_key(&mut self, dir: &DiskService) -> Result<(), Error> {
         let staged = dir.path.join(NEXT_KEY_FILE);
         let service = self.service_at(&dir.name).ok();
-        let pem = read_optional(&staged, MAX_KEY_BYTES)?.map(Zeroizing::new);
-        let kid = pem
-            .as_ref()
-            .and_then(|p| public_key_of_pem(p).ok())
-            .map(|k| k.kid().to_owned());
-        let bound = match (&service, &kid) {
-            (Some(s), Some(kid)) => self.bundle_kids(&s.id).contains(kid),
+        let bound = match (&service, self.kid_of(&staged)) {
+            (Some(s), Some(kid)) => self.bundle_kids(&s.id).contains(&kid),
             _ => false,
         };
         match service {
@@ -71,6 +70,46 @@ impl Open {
                 remove_if_present(&staged)?;
                 sync_dir(&dir.path).map_err(fsutil::fail(&dir.path, "fsync directory"))?;
                 self.note(Notice::RotationDiscarded {
+                    name: dir.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The kid of the key in `path`, if it is a readable key file and not a
+    /// link (a link is never put in place).
+    fn kid_of(&self, path: &Path) -> Option<String> {
+        let pem = nofollow::read_optional(path, MAX_KEY_BYTES)
+            .ok()
+            .flatten()
+            .map(Zeroizing::new)?;
+        public_key_of_pem(&pem).ok().map(|k| k.kid().to_owned())
+    }
+
+    /// A key set aside by an interrupted `remove`: put back when the bundle
+    /// still binds it (the removal never committed), deleted when it does
+    /// not (the identity is revoked).
+    fn resolve_removed_key(&mut self, dir: &DiskService) -> Result<(), Error> {
+        let aside = dir.path.join(REMOVED_KEY_FILE);
+        let service = self.service_at(&dir.name).ok();
+        let bound = match (&service, self.kid_of(&aside)) {
+            (Some(s), Some(kid)) => self.bundle_kids(&s.id).contains(&kid),
+            _ => false,
+        };
+        match service {
+            Some(s) if bound && !dir.has_key => {
+                fs::rename(&aside, s.key_file())
+                    .map_err(fsutil::fail(&s.key_file(), "put back the set-aside key as"))?;
+                sync_dir(&s.dir).map_err(fsutil::fail(&s.dir, "fsync directory"))?;
+                self.note(Notice::RemovalUndone { id: s.id });
+            }
+            // Bound, but a key is in place again: leave both for the user.
+            Some(_) if bound => {}
+            _ => {
+                remove_if_present(&aside)?;
+                sync_dir(&dir.path).map_err(fsutil::fail(&dir.path, "fsync directory"))?;
+                self.note(Notice::RemovalCompleted {
                     name: dir.name.clone(),
                 });
             }

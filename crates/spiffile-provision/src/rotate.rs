@@ -9,8 +9,9 @@ use spiffile_id::SpiffeId;
 use crate::fsutil::{self, sync_dir};
 use crate::layout::NEXT_KEY_FILE;
 use crate::open::{Open, in_bundle_error};
-use crate::service_files::{create_service_dir, ensure_id_file, read_key, write_key};
-use crate::{Error, Notice};
+use crate::service_files::{check_id_file, create_service_dir, read_key, write_id_file, write_key};
+use crate::undo::Undo;
+use crate::{Error, Notice, audit, nofollow};
 
 /// The result of [`rotate_service`].
 #[derive(Debug, Clone)]
@@ -46,43 +47,68 @@ pub struct Revoked {
 /// list and replaces `key.pem`. The old keys stay bound (for the overlap
 /// while the new key and bundle are distributed) unless `keep_old` is false.
 ///
-/// The order is safe at every instant: the new key is staged beside the old
-/// one, added to the bundle, then renamed over `key.pem`; the old keys are
-/// dropped last.
+/// All or nothing: everything (the name, the way to the directory, the `id`
+/// file) is checked before the first write. The new key is staged beside
+/// the old one, the bundle is written once (new key first, old keys kept or
+/// dropped), then the staged key is renamed over `key.pem`. A failure before
+/// that rename is undone ([`Error::RolledBack`]: the root is unchanged); a
+/// crash leaves a staged key that the next operation puts in place (when the
+/// bundle binds it) or discards.
 pub fn rotate_service(
     root: impl AsRef<Path>,
     name: &str,
     keep_old: bool,
 ) -> Result<Rotated, Error> {
     let mut open = Open::write(root.as_ref())?;
-    let service = open.service(name)?;
+    let service = open.checked_service(name)?;
     let old = open.bundle_kids(&service.id);
-    if old.is_empty() && !service.key_file().exists() {
+    let key_file = service.key_file();
+    if old.is_empty() && !nofollow::exists(&key_file)? {
         return Err(Error::UnknownService {
             name: service.name,
             root: open.root.clone(),
         });
     }
-    create_service_dir(&open, &service)?;
-    let key = write_key(&service.dir, NEXT_KEY_FILE)?;
-    let kid = key.kid().to_owned();
-    open.bundle
-        .add_key_first(&service.id, key.clone())
-        .map_err(|e| in_bundle_error(e, &open.root))?;
-    open.write_bundle()?;
-    let key_file = service.key_file();
-    fs::rename(service.dir.join(NEXT_KEY_FILE), &key_file)
-        .map_err(fsutil::fail(&key_file, "rename the new key over"))?;
-    sync_dir(&service.dir).map_err(fsutil::fail(&service.dir, "fsync directory"))?;
-    ensure_id_file(&service, open.bundle.trust_domain())?;
-    let mut revoked = Vec::new();
-    if !keep_old {
-        revoked = old;
-        open.bundle
-            .set_keys(&service.id, vec![key])
-            .map_err(|e| in_bundle_error(e, &open.root))?;
-        open.write_bundle()?;
+    let id_present = check_id_file(&service, open.bundle.trust_domain())?;
+    for n in audit::notices(service.existing_dirs(&open.services_dir()).iter().skip(1)) {
+        open.note(n);
     }
+    let staged = service.staged_key_file();
+    let mut undo = Undo::new(format!("rotation of `{}`", service.id));
+    let result = (|| {
+        undo.created_dirs(create_service_dir(&open, &service)?);
+        let key = write_key(&service.dir, NEXT_KEY_FILE)?;
+        undo.created(staged.clone());
+        if !id_present {
+            write_id_file(&service)?;
+            undo.created(service.id_file());
+        }
+        let kid = key.kid().to_owned();
+        if keep_old {
+            open.bundle.add_key_first(&service.id, key)
+        } else {
+            open.bundle.set_keys(&service.id, vec![key])
+        }
+        .map_err(|e| in_bundle_error(e, &open.root))?;
+        open.write_bundle()?;
+        undo.bundle_written();
+        crate::faults::check("rotate:rename")?;
+        fs::rename(&staged, &key_file)
+            .map_err(fsutil::fail(&key_file, "rename the new key over"))?;
+        Ok(kid)
+    })();
+    let kid = match result {
+        Ok(kid) => kid,
+        Err(e) => {
+            let state = format!(
+                "the bundle binds the new key staged in {}; the next provisioning command of this root puts it in place and the rotation is complete",
+                staged.display()
+            );
+            return Err(undo.roll_back(&open, e, &state));
+        }
+    };
+    let _ = sync_dir(&service.dir);
+    let revoked = if keep_old { Vec::new() } else { old };
     Ok(Rotated {
         kids: open.bundle_kids(&service.id),
         id: service.id,
@@ -94,10 +120,10 @@ pub fn rotate_service(
 
 /// Drops every key bound to a service except the one in its `key.pem`: the
 /// end of a rotation overlap, once every holder of the old key has the new
-/// one.
+/// one. One atomic bundle write, after every check.
 pub fn revoke_old_keys(root: impl AsRef<Path>, name: &str) -> Result<Revoked, Error> {
     let mut open = Open::write(root.as_ref())?;
-    let service = open.service(name)?;
+    let service = open.checked_service(name)?;
     let key_file = service.key_file();
     let bound = open.bundle_kids(&service.id);
     let Some(key) = read_key(&key_file)? else {
@@ -116,7 +142,6 @@ pub fn revoke_old_keys(root: impl AsRef<Path>, name: &str) -> Result<Revoked, Er
     let kid = key.kid().to_owned();
     if !bound.contains(&kid) {
         return Err(Error::KeyNotBound {
-            name: service.name,
             id: service.id,
             key_file,
             kid,

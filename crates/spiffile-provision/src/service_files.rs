@@ -6,10 +6,13 @@ use spiffile_bundle::PublicKey;
 use spiffile_id::{SpiffeId, TrustDomain};
 use spiffile_svid::{Zeroizing, generate_pkcs8_pem, public_key_of_pem};
 
-use crate::fsutil::{create_dirs, read_optional, write_atomic};
+use std::path::PathBuf;
+
+use crate::fsutil::{create_dir_chain, write_atomic};
 use crate::layout::Service;
+use crate::nofollow::read_optional;
 use crate::open::Open;
-use crate::{Error, ID_FILE};
+use crate::{Error, ID_FILE, SERVICES_DIR};
 
 /// Largest key file read.
 pub(crate) const MAX_KEY_BYTES: u64 = 64 * 1024;
@@ -34,6 +37,7 @@ pub(crate) fn read_key(path: &Path) -> Result<Option<PublicKey>, Error> {
 /// Writes a new private key file: created 0600, complete before it appears
 /// under its name.
 pub(crate) fn write_key(dir: &Path, name: &str) -> Result<PublicKey, Error> {
+    crate::faults::check("key")?;
     let pem = generate_pkcs8_pem().map_err(|source| Error::Key {
         path: dir.join(name),
         source,
@@ -46,47 +50,54 @@ pub(crate) fn write_key(dir: &Path, name: &str) -> Result<PublicKey, Error> {
     Ok(public)
 }
 
-/// Makes sure the service's `id` file holds its ID (writing it when absent).
-pub(crate) fn ensure_id_file(service: &Service, td: &TrustDomain) -> Result<(), Error> {
+/// Checks the service's `id` file before anything is written: `Ok(true)`
+/// when it holds the service's ID, `Ok(false)` when it is absent (to be
+/// written), an error when it holds anything else.
+pub(crate) fn check_id_file(service: &Service, td: &TrustDomain) -> Result<bool, Error> {
     let path = service.id_file();
-    match read_optional(&path, MAX_ID_BYTES)? {
-        None => {
-            let text = format!("{}\n", service.id);
-            write_atomic(&service.dir, ID_FILE, text.as_bytes(), 0o644, false)?;
-            Ok(())
-        }
-        Some(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let found = text.trim_end();
-            if found == service.id.as_str() {
-                return Ok(());
-            }
-            if let Ok(id) = SpiffeId::new(found)
-                && id.trust_domain() != td
-            {
-                return Err(Error::TrustDomainMismatch {
-                    id,
-                    trust_domain: td.clone(),
-                });
-            }
-            let mut found: String = found.chars().take(120).collect();
-            if found.len() < text.trim_end().len() {
-                found.push('…');
-            }
-            Err(Error::IdFileMismatch {
-                path,
-                found,
-                expected: service.id.clone(),
-            })
-        }
+    let Some(bytes) = read_optional(&path, MAX_ID_BYTES)? else {
+        return Ok(false);
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let found = text.trim_end();
+    if found == service.id.as_str() {
+        return Ok(true);
     }
+    if let Ok(id) = SpiffeId::new(found)
+        && id.trust_domain() != td
+    {
+        return Err(Error::TrustDomainMismatch {
+            id,
+            trust_domain: td.clone(),
+        });
+    }
+    let mut found: String = found.chars().take(120).collect();
+    if found.len() < text.trim_end().len() {
+        found.push('…');
+    }
+    Err(Error::IdFileMismatch {
+        path,
+        found,
+        expected: service.id.clone(),
+    })
 }
 
-pub(crate) fn create_service_dir(open: &Open, service: &Service) -> Result<(), Error> {
-    let services = open.services_dir();
-    if !services.is_dir() {
-        create_dirs(&services, 0o755)?;
-    }
-    create_dirs(&service.dir, 0o700)?;
+/// Writes the service's `id` file (checked absent by [`check_id_file`]).
+pub(crate) fn write_id_file(service: &Service) -> Result<(), Error> {
+    crate::faults::check("id")?;
+    let text = format!("{}\n", service.id);
+    write_atomic(&service.dir, ID_FILE, text.as_bytes(), 0o644, false)?;
     Ok(())
+}
+
+/// Creates `services/` (0755) and the service's directories (0700) that are
+/// missing; returns the ones created, outermost first.
+pub(crate) fn create_service_dir(open: &Open, service: &Service) -> Result<Vec<PathBuf>, Error> {
+    let mut created = create_dir_chain(&open.root, [SERVICES_DIR], 0o755)?;
+    created.extend(create_dir_chain(
+        &open.services_dir(),
+        service.segments(),
+        0o700,
+    )?);
+    Ok(created)
 }

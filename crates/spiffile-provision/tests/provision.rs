@@ -14,8 +14,8 @@ fn load_identity(
 }
 
 use spiffile_provision::{
-    AddAction, Error, Notice, ServiceStatus, add_service, init_root, list_services, remove_service,
-    revoke_old_keys, rotate_service, service_env,
+    AddAction, AddOptions, Error, Notice, ServiceStatus, add_service, add_service_with, init_root,
+    list_services, remove_service, revoke_old_keys, rotate_service, service_env,
 };
 
 fn bundle(root: &Path) -> Bundle {
@@ -260,14 +260,17 @@ fn env_names_absolute_files_and_loads() {
     assert_eq!(id.id(), ORDERS);
 }
 
+/// Issue 15, item 2: a key on disk that the bundle does not bind is never
+/// bound by a plain `add` (whoever can write the service directory could
+/// have put it there); only when adoption is asked for.
 #[test]
-fn orphan_key_is_reported_then_repaired_by_add() {
+fn an_unbound_key_is_reported_and_bound_only_when_adopted() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     init_root(root, "example.org").unwrap();
     let kid = add_service(root, "orders").unwrap().kid;
     add_service(root, "billing").unwrap();
-    // Simulate an add interrupted after the key was written: drop the entry.
+    // A key without its entry (made by another tool, or planted).
     let mut b = bundle(root);
     b.remove_identity(ORDERS);
     fs::write(root.join("bundle.json"), b.to_json()).unwrap();
@@ -282,17 +285,23 @@ fn orphan_key_is_reported_then_repaired_by_add() {
         "{:?}",
         other.notices
     );
-    let repaired = add_service(root, "orders").unwrap();
-    assert_eq!(repaired.action, AddAction::Repaired);
-    assert_eq!(repaired.kid, kid);
+    let before = fs::read(root.join("bundle.json")).unwrap();
+    let e = add_service(root, "orders").unwrap_err();
+    assert!(matches!(e, Error::UnboundKey { .. }), "{e}");
+    assert!(e.to_string().contains("--adopt-existing-key"), "{e}");
+    assert_eq!(fs::read(root.join("bundle.json")).unwrap(), before);
+    let adopted =
+        add_service_with(root, "orders", &AddOptions::new().adopt_existing_key(true)).unwrap();
+    assert_eq!(adopted.action, AddAction::Adopted);
+    assert_eq!(adopted.kid, kid);
     assert_eq!(kids(root, ORDERS), vec![kid]);
     assert_eq!(status_of(root, "orders"), ServiceStatus::Ok);
 }
 
+/// The key in `key.pem` replaced by someone else's: `add` refuses to bind
+/// it; adopting binds it first (the bound key stays).
 #[test]
-fn key_not_bound_is_repaired_by_add() {
-    // The Python reference overwrites key.pem before it writes the bundle;
-    // a crash between the two leaves the entry with the old key only.
+fn a_replaced_key_is_not_bound_by_add() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     init_root(root, "example.org").unwrap();
@@ -300,13 +309,40 @@ fn key_not_bound_is_repaired_by_add() {
     let pem = spiffile_svid::generate_pkcs8_pem().unwrap();
     fs::write(root.join("services/orders/key.pem"), pem.as_bytes()).unwrap();
     assert_eq!(status_of(root, "orders"), ServiceStatus::KeyNotBound);
-    assert!(matches!(
-        revoke_old_keys(root, "orders").unwrap_err(),
-        Error::KeyNotBound { .. }
-    ));
-    let a = add_service(root, "orders").unwrap();
-    assert_eq!(a.action, AddAction::Repaired);
+    let e = revoke_old_keys(root, "orders").unwrap_err();
+    assert!(matches!(e, Error::KeyNotBound { .. }), "{e}");
+    assert!(e.to_string().contains("--adopt-existing-key"), "{e}");
+    let e = add_service(root, "orders").unwrap_err();
+    assert!(matches!(e, Error::UnboundKey { .. }), "{e}");
+    assert_eq!(kids(root, ORDERS), vec![k0.clone()]);
+    let a = add_service_with(root, "orders", &AddOptions::new().adopt_existing_key(true)).unwrap();
+    assert_eq!(a.action, AddAction::Adopted);
     assert_eq!(kids(root, ORDERS), vec![a.kid, k0]);
+}
+
+/// A copy of billing's key in orders' directory is never bound to orders,
+/// adopted or not: its holder could sign as both.
+#[test]
+fn a_key_bound_to_another_identity_is_never_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    init_root(root, "example.org").unwrap();
+    add_service(root, "billing").unwrap();
+    fs::create_dir_all(root.join("services/orders")).unwrap();
+    fs::copy(
+        root.join("services/billing/key.pem"),
+        root.join("services/orders/key.pem"),
+    )
+    .unwrap();
+    for adopt in [false, true] {
+        let e = add_service_with(root, "orders", &AddOptions::new().adopt_existing_key(adopt))
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::KeyBoundElsewhere { other, .. } if other == "spiffe://example.org/billing"),
+            "{e}"
+        );
+    }
+    assert!(!bundle(root).contains(ORDERS));
 }
 
 #[test]

@@ -213,6 +213,12 @@ pub enum Error {
     /// The system clock is before 1970.
     #[error("the system clock is before the Unix epoch")]
     Clock,
+    /// The private key could not sign (`ring` reports no detail; in practice
+    /// the system's random number generator failed).
+    #[error(
+        "signing failed: the private key could not sign the token (the system random number generator may be unavailable)"
+    )]
+    Signing,
 }
 
 impl Error {

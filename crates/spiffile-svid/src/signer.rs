@@ -235,7 +235,7 @@ impl Signer {
             .key
             .pair
             .sign(&self.rng, token.as_bytes())
-            .map_err(|_| Error::Clock)?;
+            .map_err(|_| Error::Signing)?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut token);
         Ok(token)

@@ -146,6 +146,31 @@ impl Verifier {
         }
     }
 
+    /// Builds a verifier from `bundle`, consuming it: each identity's keys
+    /// are freed as they are converted, so a large bundle and its verifier
+    /// never both exist whole (the peak memory of a load).
+    pub fn from_bundle(bundle: Bundle) -> Self {
+        let trust_domain = bundle.trust_domain().clone();
+        let keys = bundle
+            .into_identities()
+            .map(|(id, keys)| {
+                let bound: Box<[BoundKey]> = keys
+                    .into_iter()
+                    .map(|k| BoundKey {
+                        kid: k.kid().into(),
+                        key: UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, k.to_sec1()),
+                    })
+                    .collect();
+                (id, bound)
+            })
+            .collect();
+        Verifier {
+            trust_domain,
+            keys,
+            cache: None,
+        }
+    }
+
     /// Remembers up to about `capacity` accepted tokens (0: none, the
     /// default of [`Verifier::new`]), so that a token seen again verifies
     /// without a signature check.

@@ -260,13 +260,13 @@ fn world() -> World {
             .unwrap();
     }
     // Through the document, as a verifier would see it: the shared key is
-    // accepted, with advice.
+    // accepted, reported as a shared key.
     let bundle = Bundle::from_json_quiet(bundle.to_json().as_bytes()).unwrap();
     assert!(
         bundle
             .warnings()
             .iter()
-            .any(|w| w.kind == WarningKind::Advice && w.message.contains("also bound to")),
+            .any(|w| w.kind == WarningKind::SharedKey && w.message.contains("also bound to")),
         "{:?}",
         bundle.warnings()
     );

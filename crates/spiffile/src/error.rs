@@ -89,6 +89,14 @@ pub enum Error {
     /// The system clock is unusable (before 1970).
     #[error("the system clock is before the Unix epoch")]
     Clock,
+    /// The private key could not sign a token (in practice: the system's
+    /// random number generator failed).
+    #[error("cannot mint a token: {}", spiffile_svid::Error::Signing)]
+    Signing,
+    /// An error of the token layer (`spiffile-svid`) that has no variant of
+    /// its own here, passed through unchanged.
+    #[error(transparent)]
+    Svid(Box<spiffile_svid::Error>),
     /// A provisioning operation failed.
     #[error(transparent)]
     Provision(spiffile_provision::Error),
@@ -143,15 +151,72 @@ impl Error {
     }
 }
 
+/// Each error of the token layer becomes the facade variant with the same
+/// meaning; one this version does not know (the enum is non-exhaustive) is
+/// passed through as [`Error::Svid`], never relabelled.
 impl From<spiffile_svid::Error> for Error {
     fn from(e: spiffile_svid::Error) -> Self {
+        use spiffile_svid::Error as Svid;
         match e {
-            spiffile_svid::Error::InvalidToken(t) => Error::InvalidToken(t),
-            spiffile_svid::Error::UnknownIdentity(id) => Error::UnknownIdentity(id),
-            spiffile_svid::Error::InvalidTtl { requested_ms, max } => {
-                Error::InvalidTtl { requested_ms, max }
-            }
-            _ => Error::Clock,
+            Svid::InvalidToken(t) => Error::InvalidToken(t),
+            Svid::UnknownIdentity(id) => Error::UnknownIdentity(id),
+            Svid::InvalidTtl { requested_ms, max } => Error::InvalidTtl { requested_ms, max },
+            Svid::Clock => Error::Clock,
+            Svid::Signing => Error::Signing,
+            other => Error::Svid(Box::new(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spiffile_svid::Error as Svid;
+
+    /// Issue 15, item 8: every error of the token layer keeps its meaning
+    /// (a signing failure used to surface as `Error::Clock`).
+    #[test]
+    fn token_layer_errors_map_to_the_variant_with_their_meaning() {
+        let id: SpiffeId = "spiffe://example.org/orders".parse().unwrap();
+        let token = TokenError::Malformed("two segments");
+        assert!(matches!(
+            Error::from(Svid::InvalidToken(token.clone())),
+            Error::InvalidToken(t) if t == token
+        ));
+        assert!(matches!(
+            Error::from(Svid::UnknownIdentity(id.clone())),
+            Error::UnknownIdentity(i) if i == id
+        ));
+        assert!(matches!(
+            Error::from(Svid::InvalidTtl {
+                requested_ms: 5,
+                max: 86_400
+            }),
+            Error::InvalidTtl {
+                requested_ms: 5,
+                max: 86_400
+            }
+        ));
+        assert!(matches!(Error::from(Svid::Clock), Error::Clock));
+        let signing = Error::from(Svid::Signing);
+        assert!(matches!(signing, Error::Signing), "{signing:?}");
+        assert!(signing.to_string().contains("signing failed"), "{signing}");
+        assert!(!signing.is_unauthenticated());
+        assert_eq!(signing.reason(), None);
+    }
+
+    #[test]
+    fn provisioning_errors_are_passed_through() {
+        let e = spiffile_provision::Error::UnknownService {
+            name: "orders".into(),
+            root: "/r".into(),
+        };
+        let text = e.to_string();
+        let mapped = Error::Provision(e);
+        assert_eq!(mapped.to_string(), text);
+        assert!(matches!(
+            mapped,
+            Error::Provision(spiffile_provision::Error::UnknownService { .. })
+        ));
     }
 }

@@ -291,7 +291,8 @@ pub(crate) fn parse_bundle(
             bundle_trust_domain: bundle.trust_domain().clone(),
         });
     }
-    Ok(Verifier::new(&bundle))
+    // Consumed, so that the bundle is freed as the verifier is built.
+    Ok(Verifier::from_bundle(bundle))
 }
 
 /// Parses a private key file into a signer for `id`.

@@ -14,10 +14,9 @@ use zeroize::Zeroizing;
 
 use super::{CA_FILE, SVID_FILE, SVID_KEY_FILE, X509_BUNDLE_FILE, X509_DIR};
 use crate::error::Error;
-use crate::fsutil::{
-    self, RESERVED_PREFIX, TEMP_PREFIX, read_optional, remove_if_present, sync_dir,
-};
+use crate::fsutil::{self, RESERVED_PREFIX, TEMP_PREFIX, remove_if_present, sync_dir};
 use crate::lock::{self, RootLock};
+use crate::nofollow::{self, read_optional};
 use crate::{BUNDLE_FILE, ID_FILE, KEY_FILE, LOCK_FILE, SERVICES_DIR};
 
 /// A staged new CA, put in place once the bundle holds its certificate.
@@ -36,11 +35,8 @@ impl X509Root {
     /// Exclusive lock, trust domain read from `bundle.json`, leftovers of a
     /// crash repaired.
     pub(super) fn write(root: &Path) -> Result<X509Root, Error> {
-        if !root.join(BUNDLE_FILE).is_file() {
-            return Err(Error::NotARoot {
-                root: root.to_owned(),
-            });
-        }
+        crate::open::check_root(root)?;
+        nofollow::check_dir(&root.join(X509_DIR))?;
         let lock = lock::lock_exclusive(&root.join(LOCK_FILE))?;
         let open = X509Root {
             trust_domain: trust_domain_of(root)?,
@@ -53,12 +49,9 @@ impl X509Root {
 
     /// Shared lock (when the lock file can be opened), no repairs.
     pub(super) fn read(root: &Path) -> Result<X509Root, Error> {
-        if !root.join(BUNDLE_FILE).is_file() {
-            return Err(Error::NotARoot {
-                root: root.to_owned(),
-            });
-        }
-        let lock = lock::lock_shared(&root.join(LOCK_FILE));
+        crate::open::check_root(root)?;
+        nofollow::check_dir(&root.join(X509_DIR))?;
+        let lock = lock::lock_shared(&root.join(LOCK_FILE))?;
         Ok(X509Root {
             trust_domain: trust_domain_of(root)?,
             root: root.to_owned(),
@@ -167,6 +160,12 @@ impl X509Root {
                 )));
             }
             dir.push(segment);
+        }
+        // No link is followed on the way to the service or at its files
+        // (the rule of every per-service operation, see `nofollow`).
+        nofollow::check_dirs(&self.services_dir(), path.split('/'))?;
+        for file in [SVID_FILE, SVID_KEY_FILE] {
+            nofollow::entry(&dir.join(file))?;
         }
         Ok((path, id, dir))
     }
