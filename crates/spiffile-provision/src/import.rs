@@ -9,6 +9,7 @@ use spiffile_id::{SpiffeId, TrustDomain};
 use crate::fsutil::{create_dirs, write_atomic};
 use crate::layout::bundle_path;
 use crate::lock;
+use crate::nofollow;
 use crate::open::Open;
 use crate::{BUNDLE_FILE, Error, ID_FILE, KEY_FILE, LOCK_FILE, SERVICES_DIR};
 
@@ -52,7 +53,9 @@ pub fn import_root(
     let td = bundle.trust_domain().clone();
     create_dirs(root, 0o755)?;
     let lock = lock::lock_exclusive(&root.join(LOCK_FILE))?;
-    if bundle_path(root).exists() {
+    // Nothing inside the root is followed through a link (as for every
+    // other operation): a planted link is refused, never written through.
+    if nofollow::exists(&bundle_path(root))? {
         return Err(Error::AlreadyInitialized {
             root: root.to_owned(),
             trust_domain: "already initialized; refusing to overwrite".to_owned(),
@@ -85,7 +88,8 @@ pub fn import_root(
                 kid: public.kid().to_owned(),
             });
         }
-        if service.key_file().exists() || service.id_file().exists() {
+        nofollow::check_dirs(&root.join(SERVICES_DIR), path.split('/'))?;
+        if nofollow::exists(&service.key_file())? || nofollow::exists(&service.id_file())? {
             return Err(Error::AlreadyInitialized {
                 root: root.to_owned(),
                 trust_domain: format!(
@@ -187,5 +191,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("not a key"), "{e}");
+    }
+
+    #[test]
+    fn never_writes_through_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let (bundle, keys) = material(1);
+        let services = [ImportedService {
+            id: &keys[0].0,
+            key_pem: keys[0].1.as_bytes(),
+        }];
+        std::fs::create_dir(dir.path().join("services")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("services/team")).unwrap();
+        let e = import_root(dir.path(), &bundle, &services).unwrap_err();
+        assert!(matches!(e, Error::Symlink { .. }), "{e}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        assert!(!dir.path().join("bundle.json").exists());
     }
 }

@@ -109,6 +109,8 @@ impl Open {
         Open {
             root: root.to_owned(),
             bundle,
+            // Nothing to restore: there was no bundle before.
+            original: Vec::new(),
             notices: Vec::new(),
             _lock: Some(lock),
         }
