@@ -13,6 +13,12 @@
 //!   target, chosen by host or per request ([`Audience`]); for hyper-util's
 //!   client and tonic channels.
 //! * `RequestBuilderExt` (feature `reqwest`): the same for reqwest.
+//! * `serve_mtls` (feature `tls`): any tower HTTP service (axum, tonic
+//!   `Routes`, hyper) over mutual TLS with X.509-SVIDs, the verified
+//!   [`Caller`] in every request.
+//! * `tonic::mtls_incoming` / `tonic::MtlsConnector` (feature `tonic`):
+//!   tonic's own `Server` and `Channel` over the same mTLS, the [`Caller`]
+//!   as tonic's connect info.
 //!
 //! Every accepted and refused request is a `tracing` event (target
 //! `spiffile_tower`) with the caller's ID and the refusal code; tokens are
@@ -93,6 +99,8 @@ mod mtls;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod server;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::NoVerifiedCaller;

@@ -114,15 +114,9 @@ where
     let mut shutdown = pin!(shutdown);
     loop {
         let (tcp, remote_addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) if is_per_connection(&error) => continue,
-                Err(error) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    tracing::warn!(target: TARGET, %error, "cannot accept connections");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            accepted = accept(&listener) => match accepted {
+                Some(accepted) => accepted,
+                None => continue,
             },
             () = &mut shutdown => break,
         };
@@ -130,27 +124,9 @@ where
         let service = service.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    tracing::debug!(target: TARGET, %remote_addr, %error, "mTLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(target: TARGET, %remote_addr, "mTLS handshake timed out");
-                    return;
-                }
-            };
-            // The handshake verified the chain; this only reads the ID again.
-            let Some(peer) = Peer::from_connection(tls.get_ref().1) else {
-                tracing::error!(
-                    target: TARGET, %remote_addr,
-                    "mTLS connection without a verified client certificate: use spiffile_tls::server_config"
-                );
+            let Some((tls, peer)) = handshake(&acceptor, tcp, remote_addr).await else {
                 return;
             };
-            tracing::debug!(target: TARGET, %remote_addr, peer = %peer.id(), "mTLS connection");
             let service = TowerToHyperService::new(WithPeer {
                 inner: service,
                 caller: Caller::from(peer.clone()),
@@ -167,6 +143,53 @@ where
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// One server handshake, bounded by [`HANDSHAKE_TIMEOUT`]: the TLS stream
+/// and its verified peer, or `None` (logged) when it failed.
+pub(crate) async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    remote_addr: SocketAddr,
+) -> Option<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, Peer)> {
+    let _ = tcp.set_nodelay(true);
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(target: TARGET, %remote_addr, %error, "mTLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(target: TARGET, %remote_addr, "mTLS handshake timed out");
+            return None;
+        }
+    };
+    // The handshake verified the chain; this only reads the ID again.
+    let Some(peer) = Peer::from_connection(tls.get_ref().1) else {
+        tracing::error!(
+            target: TARGET, %remote_addr,
+            "mTLS connection without a verified client certificate: use spiffile_tls::server_config"
+        );
+        return None;
+    };
+    tracing::debug!(target: TARGET, %remote_addr, peer = %peer.id(), "mTLS connection");
+    Some((tls, peer))
+}
+
+/// Waits for the next connection of `listener`: `None` only when the
+/// listener fails in a way that is not about one connection (after a
+/// pause, so that a loop does not spin).
+pub(crate) async fn accept(listener: &TcpListener) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(accepted) => Some(accepted),
+        Err(error) if is_per_connection(&error) => None,
+        Err(error) => {
+            // Out of file descriptors and the like: wait, do not spin.
+            tracing::warn!(target: TARGET, %error, "cannot accept connections");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
 }
 
 /// Errors of `accept` that concern one connection only.
