@@ -6,7 +6,8 @@
 //! the check that is still possible per request.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::Uri;
 use rustls::pki_types::pem::PemObject;
@@ -129,7 +130,12 @@ impl Health for Whoami {
 
 /// billing on tonic's own server, connections through `mtls_incoming`.
 async fn serve(root: &std::path::Path, handshake: Allow, route: AuthorizeLayer) -> u16 {
-    let config = spiffile_tls::server_config(&source(root, "billing"), handshake).unwrap();
+    serve_from(&source(root, "billing"), handshake, route).await
+}
+
+/// billing from `source` on tonic's own server, through `mtls_incoming`.
+async fn serve_from(source: &X509Source, handshake: Allow, route: AuthorizeLayer) -> u16 {
+    let config = spiffile_tls::server_config(source, handshake).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let service = HealthServer::new(Whoami { verify_with: None });
@@ -478,4 +484,152 @@ async fn one_handler_and_one_rule_serve_mtls_and_jwt_callers_alike() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+/// Waits (at most 10 s) until `done`.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Rotation through tonic's own server and channel: a keep-alive channel
+/// calls continuously and new channels keep connecting while the SVIDs are
+/// renewed, the CA rotated, the SVIDs renewed under the new CA, the old CA
+/// retired and the SVIDs renewed again, both ends following their files.
+/// No call fails, no handshake fails, and the keep-alive channel never
+/// reconnects (its connector is called once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_over_mtls_follows_rotation_without_a_failure_or_a_reconnect() {
+    let dir = root();
+    let root = dir.path().to_owned();
+    let (server, client) = (source(&root, "billing"), source(&root, "orders"));
+    let port = serve_from(
+        &server,
+        Allow::trust_domain(TD.parse().unwrap()),
+        AuthorizeLayer::ids([id("orders")]),
+    )
+    .await;
+    let config = spiffile_tls::client_config(&client, id("billing")).unwrap();
+    let connects = Arc::new(AtomicUsize::new(0));
+    let counting = {
+        let (connector, connects) = (
+            spiffile_tower::tonic::MtlsConnector::new(config.clone()),
+            connects.clone(),
+        );
+        tower::service_fn(move |uri: Uri| {
+            connects.fetch_add(1, Ordering::Relaxed);
+            let mut connector = connector.clone();
+            async move { tower::Service::call(&mut connector, uri).await }
+        })
+    };
+    let keepalive = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect_with_connector(counting)
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = |channel: Channel, stop: Arc<AtomicBool>| async move {
+        let (mut ok, mut failed) = (0u32, 0u32);
+        while !stop.load(Ordering::Relaxed) {
+            match check(channel.clone()).await {
+                Ok(caller) if caller == "spiffe://example.org/orders via x509" => ok += 1,
+                other => {
+                    eprintln!("keep-alive call: {other:?}");
+                    failed += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (ok, failed)
+    };
+    let keepalive_calls = tokio::spawn(calls(keepalive, stop.clone()));
+    let fresh = {
+        let (config, stop) = (config.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(Ordering::Relaxed) {
+                let connector = spiffile_tower::tonic::MtlsConnector::new(config.clone());
+                let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                    .unwrap()
+                    .connect_with_connector(connector)
+                    .await;
+                let called = match channel {
+                    Ok(channel) => check(channel).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("{e:?}")),
+                };
+                match called {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        eprintln!("new channel: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            (ok, failed)
+        })
+    };
+
+    let leaves = || {
+        (
+            server.svid().chain()[0].clone(),
+            client.svid().chain()[0].clone(),
+        )
+    };
+    let roots = || {
+        let td = TD.parse().unwrap();
+        let count = |s: &X509Source| s.bundles().get(&td).map_or(0, |b| b.roots().len());
+        (count(&server), count(&client))
+    };
+    let hour = Duration::from_secs(3600);
+    let renew = |fraction: f64| {
+        let before = leaves();
+        x509::renew_svids(&root, fraction, hour).unwrap();
+        before
+    };
+    let settle = || tokio::time::sleep(Duration::from_millis(200));
+    settle().await;
+    for _ in 0..2 {
+        let before = renew(0.0);
+        until("both ends serve the renewed SVIDs", || {
+            let now = leaves();
+            now.0 != before.0 && now.1 != before.1
+        })
+        .await;
+        settle().await;
+    }
+    x509::rotate_ca(&root, x509::CaOptions::default()).unwrap();
+    until("both ends trust both CAs", || roots() == (2, 2)).await;
+    settle().await;
+    let before = renew(1.0);
+    until("both ends serve SVIDs of the new CA", || {
+        let now = leaves();
+        now.0 != before.0 && now.1 != before.1
+    })
+    .await;
+    settle().await;
+    x509::retire_old_cas(&root).unwrap();
+    until("both ends trust the new CA only", || roots() == (1, 1)).await;
+    settle().await;
+    let before = renew(0.0);
+    until("both ends serve the last SVIDs", || {
+        let now = leaves();
+        now.0 != before.0 && now.1 != before.1
+    })
+    .await;
+    settle().await;
+    stop.store(true, Ordering::Relaxed);
+
+    let (keepalive_ok, keepalive_failed) = keepalive_calls.await.unwrap();
+    let (fresh_ok, fresh_failed) = fresh.await.unwrap();
+    let reconnects = connects.load(Ordering::Relaxed) - 1;
+    println!(
+        "tonic rotation under load: keep-alive calls {keepalive_ok} (failed {keepalive_failed}), \
+         new channels {fresh_ok} (failed {fresh_failed}), keep-alive reconnects {reconnects}"
+    );
+    assert_eq!((keepalive_failed, fresh_failed, reconnects), (0, 0, 0));
+    assert!(keepalive_ok > 20 && fresh_ok > 5, "the load ran");
 }
