@@ -50,16 +50,16 @@ fn certified(chain: &Chain, key: &Key) -> Result<Arc<CertifiedKey>, String> {
 
 /// Serves the current certificate pair, reloaded when the files change.
 pub struct HotCertificate {
-    chain: Watched<Chain>,
-    key: Watched<Key>,
+    chain: Watched<Chain, String>,
+    key: Watched<Key, String>,
     current: Mutex<(u64, u64, Arc<CertifiedKey>)>,
 }
 
 impl fmt::Debug for HotCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HotCertificate")
-            .field("chain", &self.chain.path())
-            .field("key", &self.key.path())
+            .field("chain", self.chain.origin())
+            .field("key", self.key.origin())
             .finish()
     }
 }
@@ -139,12 +139,12 @@ mod tests {
         // Half a renewal: a new certificate with the old key is refused.
         let (c2, k2) = pair("two.test");
         std::fs::write(dir.path().join("tls.crt"), &c2).unwrap();
-        hot.chain.reload_now().unwrap();
+        hot.chain.reload().unwrap();
         assert_eq!(hot.current().cert[0], first);
 
         // The whole renewal is served.
         std::fs::write(dir.path().join("tls.key"), &k2).unwrap();
-        hot.key.reload_now().unwrap();
+        hot.key.reload().unwrap();
         let second = hot.current().cert[0].clone();
         assert_ne!(second, first);
         assert_eq!(second, parse_chain(c2.as_bytes()).unwrap().0[0]);
