@@ -5,7 +5,8 @@
 //!    SPIRE, spiffe-helper), then brings up the control plane and SPIRE in
 //!    their default run directories — reusing any already up;
 //! 2. runs `cargo test --workspace --all-features`, then the conformance
-//!    suite, with `SPIFFILE_INFRA_REQUIRE=1` so that a test that cannot get
+//!    suite, then the runnable examples and the CLI's demo (each checks its
+//!    own expectations and exits non-zero when one fails), with `SPIFFILE_INFRA_REQUIRE=1` so that a test that cannot get
 //!    its deployment fails instead of skipping;
 //! 3. stops what it started — always: on success, on failure, and (through
 //!    a guardian holding a pipe from this process) when it is interrupted or
@@ -67,7 +68,8 @@ pub fn run(root: &std::path::Path, args: &[String]) -> Result<ExitCode, String> 
             ));
         }
         progress.step("cargo xtask conformance");
-        crate::conformance::run(root)
+        crate::conformance::run(root)?;
+        run_examples(root, &progress)
     });
 
     for d in ours.iter().rev() {
@@ -84,4 +86,29 @@ pub fn run(root: &std::path::Path, args: &[String]) -> Result<ExitCode, String> 
         infra_secs
     ));
     outcome.map(|()| ExitCode::SUCCESS)
+}
+
+/// The programs a newcomer runs first, run as they would run them: each
+/// checks its expectations and exits non-zero if one is not met.
+const EXAMPLES: [&[&str]; 3] = [
+    &["run", "--quiet", "-p", "two-services"],
+    &["run", "--quiet", "-p", "two-services-mtls"],
+    &["run", "--quiet", "-p", "spiffile-cli", "--", "demo"],
+];
+
+fn run_examples(root: &std::path::Path, progress: &Progress) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    for args in EXAMPLES {
+        let shown = format!("cargo {}", args.join(" "));
+        progress.step(&shown);
+        let status = Command::new(&cargo)
+            .args(args)
+            .current_dir(root)
+            .status()
+            .map_err(|e| format!("cannot run {shown}: {e}"))?;
+        if !status.success() {
+            return Err(format!("{shown} failed ({status})"));
+        }
+    }
+    Ok(())
 }
