@@ -2,64 +2,84 @@
 //! followed while they change (a cert-manager Secret mount renews them in
 //! place through kubelet's `..data` swap).
 //!
-//! Both files are watched with `spiffile-watch`; the pair in use is rebuilt
-//! when either changes, and only when the new certificate and key belong
-//! together (a renewal seen half-way keeps the previous pair serving).
+//! The two files are one `spiffile-watch` file set: whenever either
+//! changes, both are read again and parsed together, and the pair in use is
+//! replaced only when the new certificate and key belong together (a
+//! renewal seen half-way — the new certificate beside the old key — keeps
+//! the previous pair serving until the key arrives).
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use spiffile_watch::{WatchOptions, Watched};
+use spiffile_watch::{FileRef, WatchOptions, Watched};
 
-/// A certificate chain parsed from PEM.
-pub struct Chain(Vec<CertificateDer<'static>>);
+/// Why the webhook's certificate files cannot be served. The messages never
+/// quote a file: `tls.key` holds a private key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// `tls.crt` is not a PEM certificate chain.
+    #[error("tls.crt is not a PEM certificate chain: {0}")]
+    Chain(String),
+    /// `tls.crt` holds no `CERTIFICATE` block.
+    #[error("tls.crt has no CERTIFICATE block")]
+    NoCertificate,
+    /// `tls.key` is not a PEM private key.
+    #[error("tls.key is not a PEM private key (PKCS#8, PKCS#1 or SEC1)")]
+    Key,
+    /// The key is of a type rustls cannot sign with.
+    #[error("tls.key is an unsupported key: {0}")]
+    UnsupportedKey(String),
+    /// The certificate's public key is not the key's.
+    #[error("tls.crt and tls.key do not belong together: {0}")]
+    Mismatch(String),
+}
 
-/// A private key parsed from PEM (never printed).
-pub struct Key(PrivateKeyDer<'static>);
-
-fn parse_chain(bytes: &[u8]) -> Result<Chain, String> {
+fn parse_chain(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("not a PEM certificate chain: {e}"))?;
+        .map_err(|e| CertError::Chain(e.to_string()))?;
     if certs.is_empty() {
-        return Err("no CERTIFICATE block".into());
+        return Err(CertError::NoCertificate);
     }
-    Ok(Chain(certs))
+    Ok(certs)
 }
 
-fn parse_key(bytes: &[u8]) -> Result<Key, String> {
-    // The error never quotes the file: it holds a private key.
-    PrivateKeyDer::from_pem_slice(bytes)
-        .map(Key)
-        .map_err(|_| "not a PEM private key (PKCS#8, PKCS#1 or SEC1)".to_owned())
+fn parse_key(bytes: &[u8]) -> Result<PrivateKeyDer<'static>, CertError> {
+    PrivateKeyDer::from_pem_slice(bytes).map_err(|_| CertError::Key)
 }
 
-fn certified(chain: &Chain, key: &Key) -> Result<Arc<CertifiedKey>, String> {
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key.0)
-        .map_err(|e| format!("unsupported key: {e}"))?;
-    let ck = CertifiedKey::new(chain.0.clone(), signer);
+/// `[tls.crt, tls.key]` → a certified key whose halves match.
+fn parse_pair(files: &[FileRef<'_>]) -> Result<CertifiedKey, CertError> {
+    let [chain, key] = files else {
+        // Watched::files passes the two paths it was given, in order.
+        return Err(CertError::NoCertificate);
+    };
+    let chain = parse_chain(chain.bytes())?;
+    let key = parse_key(key.bytes())?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| CertError::UnsupportedKey(e.to_string()))?;
+    let ck = CertifiedKey::new(chain, signer);
     ck.keys_match()
-        .map_err(|e| format!("tls.crt and tls.key do not belong together: {e}"))?;
-    Ok(Arc::new(ck))
+        .map_err(|e| CertError::Mismatch(e.to_string()))?;
+    Ok(ck)
 }
 
 /// Serves the current certificate pair, reloaded when the files change.
 pub struct HotCertificate {
-    chain: Watched<Chain, String>,
-    key: Watched<Key, String>,
-    current: Mutex<(u64, u64, Arc<CertifiedKey>)>,
+    pair: Watched<CertifiedKey, CertError>,
 }
 
 impl fmt::Debug for HotCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HotCertificate")
-            .field("chain", self.chain.origin())
-            .field("key", self.key.origin())
+            .field("files", &self.pair.origin().to_string())
+            .field("generation", &self.pair.generation())
             .finish()
     }
 }
@@ -67,36 +87,27 @@ impl fmt::Debug for HotCertificate {
 impl HotCertificate {
     /// Loads `dir/tls.crt` and `dir/tls.key` and starts following them.
     pub fn load(dir: &Path) -> Result<Self, String> {
-        let chain = Watched::new(dir.join("tls.crt"), parse_chain, WatchOptions::default())
-            .map_err(|e| e.to_string())?;
-        let key = Watched::new(dir.join("tls.key"), parse_key, WatchOptions::default())
-            .map_err(|e| e.to_string())?;
-        let ck = certified(&chain.load(), &key.load())?;
-        let current = Mutex::new((chain.generation(), key.generation(), ck));
-        Ok(Self {
-            chain,
-            key,
-            current,
-        })
+        Self::load_with(dir, WatchOptions::default())
     }
 
-    /// The pair in use, rebuilt first if a file changed.
+    fn load_with(dir: &Path, options: WatchOptions) -> Result<Self, String> {
+        let pair = Watched::files(
+            [dir.join("tls.crt"), dir.join("tls.key")],
+            parse_pair,
+            options,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Self { pair })
+    }
+
+    /// The pair in use: one atomic load.
     pub fn current(&self) -> Arc<CertifiedKey> {
-        let (gc, gk) = (self.chain.generation(), self.key.generation());
-        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if cur.0 != gc || cur.1 != gk {
-            match certified(&self.chain.load(), &self.key.load()) {
-                Ok(ck) => {
-                    tracing::info!("webhook certificate reloaded");
-                    *cur = (gc, gk, ck);
-                }
-                Err(e) => {
-                    // Keep serving the last good pair; look again next time.
-                    tracing::warn!("webhook certificate not reloaded yet: {e}");
-                }
-            }
-        }
-        cur.2.clone()
+        self.pair.load_full()
+    }
+
+    /// How many pairs have been served (1 at startup, +1 per renewal).
+    pub fn generation(&self) -> u64 {
+        self.pair.generation()
     }
 
     /// A rustls server configuration serving this certificate.
@@ -133,28 +144,55 @@ mod tests {
         let (c1, k1) = pair("one.test");
         std::fs::write(dir.path().join("tls.crt"), &c1).unwrap();
         std::fs::write(dir.path().join("tls.key"), &k1).unwrap();
-        let hot = HotCertificate::load(dir.path()).unwrap();
+        let hot = HotCertificate::load_with(dir.path(), WatchOptions::manual()).unwrap();
         let first = hot.current().cert[0].clone();
 
         // Half a renewal: a new certificate with the old key is refused.
         let (c2, k2) = pair("two.test");
         std::fs::write(dir.path().join("tls.crt"), &c2).unwrap();
-        hot.chain.reload().unwrap();
+        let err = hot.pair.reload().unwrap_err().to_string();
+        assert!(err.contains("do not belong together"), "{err}");
         assert_eq!(hot.current().cert[0], first);
+        assert_eq!(hot.generation(), 1);
 
         // The whole renewal is served.
         std::fs::write(dir.path().join("tls.key"), &k2).unwrap();
-        hot.key.reload().unwrap();
+        assert!(hot.pair.reload().unwrap());
         let second = hot.current().cert[0].clone();
         assert_ne!(second, first);
-        assert_eq!(second, parse_chain(c2.as_bytes()).unwrap().0[0]);
+        assert_eq!(second, parse_chain(c2.as_bytes()).unwrap()[0]);
+        assert_eq!(hot.generation(), 2);
     }
 
     #[test]
-    fn key_errors_do_not_quote_the_file() {
-        let e = parse_key(b"-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n");
-        assert!(e.is_ok() || !e.err().unwrap().contains("c2VjcmV0"));
-        let e = parse_key(b"secret material").err().unwrap();
-        assert!(!e.contains("secret material"));
+    fn follows_a_renewal_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c1, k1) = pair("one.test");
+        std::fs::write(dir.path().join("tls.crt"), &c1).unwrap();
+        std::fs::write(dir.path().join("tls.key"), &k1).unwrap();
+        let hot = HotCertificate::load(dir.path()).unwrap();
+        let (c2, k2) = pair("two.test");
+        std::fs::write(dir.path().join("tls.key"), &k2).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), &c2).unwrap();
+        let want = parse_chain(c2.as_bytes()).unwrap()[0].clone();
+        let start = std::time::Instant::now();
+        while hot.current().cert[0] != want {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "the renewal was not picked up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn errors_do_not_quote_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c1, _) = pair("one.test");
+        std::fs::write(dir.path().join("tls.crt"), &c1).unwrap();
+        std::fs::write(dir.path().join("tls.key"), "secret material").unwrap();
+        let e = HotCertificate::load_with(dir.path(), WatchOptions::manual()).unwrap_err();
+        assert!(e.contains("tls.key is not a PEM private key"), "{e}");
+        assert!(!e.contains("secret material"), "{e}");
     }
 }
