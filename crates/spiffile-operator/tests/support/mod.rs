@@ -29,19 +29,19 @@ pub struct Env {
 /// Operators watch the whole cluster: tests that run one take turns.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn kubeconfig_path() -> Option<PathBuf> {
-    // TEMPORARY: replaced by spiffile_testinfra::k8s() when it lands on main.
-    std::env::var_os("SPIFFILE_TEST_KUBECONFIG").map(PathBuf::from)
-}
-
-/// The cluster with the CRDs installed, or `None` when there is none (the
-/// test then returns early; in CI the infrastructure crate fails instead).
+/// The cluster with the CRDs installed, or `None` when there is none and
+/// none may be started (the test then returns early, after
+/// `spiffile-testinfra` has printed how to get one). Under `CI=true` or
+/// `SPIFFILE_INFRA_REQUIRE=1` — as `cargo xtask test` sets it — a missing
+/// control plane is a failure, never a skip: `k8s()` panics with the reason.
 pub async fn env() -> Option<Env> {
-    let kubeconfig = kubeconfig_path()?;
-    let serial = SERIAL.lock().await;
-    let client = client(&kubeconfig)
+    // Attaching (or starting one on demand) blocks: keep it off the runtime.
+    let k8s = tokio::task::spawn_blocking(spiffile_testinfra::k8s)
         .await
-        .expect("a client for the test cluster");
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let kubeconfig = k8s.kubeconfig_path().to_owned();
+    let serial = SERIAL.lock().await;
+    let client = k8s.client().await.expect("a client for the test cluster");
     install_crds(&client).await.expect("the CRDs install");
     Some(Env {
         kubeconfig,
@@ -88,19 +88,9 @@ pub async fn install_crds(client: &Client) -> Result {
     Ok(())
 }
 
-/// A name no other test or run uses.
+/// A name no other test, process or run uses.
 pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{}-{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos & 0xffff
-    )
+    spiffile_testinfra::unique_name(prefix)
 }
 
 /// Creates a namespace (with labels) that is deleted when dropped.
