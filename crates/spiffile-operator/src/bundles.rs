@@ -54,6 +54,9 @@ fn lock(w: &SharedWrites) -> std::sync::MutexGuard<'_, Writes> {
 
 /// How long a failed write waits before it is tried again.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long a namespace that refused a write because it is being deleted
+/// is left alone.
+const TERMINATING_PAUSE: Duration = Duration::from_secs(10);
 
 /// How long a write may stay unconfirmed by the watch before it is retried.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -249,6 +252,20 @@ fn pass(ctx: &Arc<Context>, cache: &mut DocCache, writes: &SharedWrites) {
                             at: Instant::now(),
                         },
                     );
+                }
+                Err(e) if crate::error::is_namespace_terminating(&e) => {
+                    // The namespace and everything in it are going away: no
+                    // warning, no retry loop. A later pass (a change, or the
+                    // namespace created again under the same name) writes
+                    // again once the pause is over.
+                    tracing::debug!(namespace = %ns, "namespace terminating; bundle not written");
+                    w.done.remove(&ns);
+                    w.retry_at.insert(ns, Instant::now() + TERMINATING_PAUSE);
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(TERMINATING_PAUSE).await;
+                        ctx.dirty.notify_one();
+                    });
                 }
                 Err(e) => {
                     ctx.metrics.configmap_write_error(&ns);

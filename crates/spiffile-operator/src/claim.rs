@@ -369,6 +369,10 @@ pub fn refers_to(
 
 /// What happens after a failed reconcile.
 pub fn error_policy(claim: Arc<ServiceIdentityClaim>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_namespace_terminating() {
+        tracing::debug!(claim = %ObjKey::of(&*claim), "namespace terminating; not retrying");
+        return Action::await_change();
+    }
     ctx.metrics.reconcile_error("ServiceIdentityClaim");
     tracing::warn!(claim = %ObjKey::of(&*claim), error = %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))

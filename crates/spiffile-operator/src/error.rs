@@ -48,6 +48,29 @@ pub fn is_not_found(e: &kube::Error) -> bool {
     status_code(e) == Some(404)
 }
 
+/// Whether a client error is the API server refusing new content in a
+/// namespace that is being deleted (403, cause `NamespaceTerminating`):
+/// the objects there are about to go, so retrying is pointless.
+pub fn is_namespace_terminating(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => {
+            s.code == 403
+                && s.details
+                    .as_ref()
+                    .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+        }
+        _ => false,
+    }
+}
+
+impl Error {
+    /// Whether this failure is a write refused because the object's
+    /// namespace is being deleted (see [`is_namespace_terminating`]).
+    pub fn is_namespace_terminating(&self) -> bool {
+        matches!(self, Error::Kube { source, .. } if is_namespace_terminating(source))
+    }
+}
+
 /// The HTTP status of an API error response.
 pub fn status_code(e: &kube::Error) -> Option<u16> {
     match e {

@@ -641,6 +641,12 @@ async fn set_status(
 
 /// What happens after a failed reconcile: log, count, retry with a delay.
 pub fn error_policy(si: Arc<ServiceIdentity>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_namespace_terminating() {
+        // The namespace is being deleted, and the identity with it: its
+        // deletion (or any change) brings it back here; no retry storm.
+        tracing::debug!(identity = %ObjKey::of(&*si), "namespace terminating; not retrying");
+        return Action::await_change();
+    }
     ctx.metrics.reconcile_error("ServiceIdentity");
     tracing::warn!(identity = %ObjKey::of(&*si), error = %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))

@@ -311,3 +311,60 @@ async fn two_replicas_one_writer_and_takeover() -> Result {
     assert!(holder.is_empty(), "the lease is still held by {holder:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_being_deleted_is_left_alone() -> Result {
+    let Some(env) = support::env().await else {
+        return Ok(());
+    };
+    // The Lease lives elsewhere: the namespace deleted is only the identities'.
+    let home = support::namespace(&env.client, &support::unique("home"), &[]).await?;
+    let doomed = support::namespace(&env.client, &support::unique("doomed"), &[]).await?;
+    let td = format!("{}.test", support::unique("doomed"));
+    let op = support::Operator::start(&env, &home.name, &[])?;
+    const N: usize = 40;
+    let api: Api<ServiceIdentity> = Api::namespaced(env.client.clone(), &doomed.name);
+    for i in 0..N {
+        api.create(
+            &PostParams::default(),
+            &identity(&format!("svc-{i:02}"), &td),
+        )
+        .await?;
+    }
+    all_ready(&env, &doomed.name, N, None).await?;
+
+    // The namespace controller deletes the Secrets and the ConfigMap while
+    // the identities still exist: the operator must not fight it (each
+    // recreation is refused with NamespaceTerminating) in a retry loop.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
+    namespaces.delete(&doomed.name, &Default::default()).await?;
+    wait_for(
+        Duration::from_secs(120),
+        &format!("namespace {} gone", doomed.name),
+        || {
+            let namespaces = namespaces.clone();
+            let name = doomed.name.clone();
+            async move {
+                namespaces
+                    .get_opt(&name)
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let failures = op.metric("spiffile_operator_reconcile_errors_total", "")
+        + op.metric("spiffile_operator_configmap_write_errors_total", "");
+    let log = std::fs::read_to_string(&op.log)?;
+    let retries = log.lines().filter(|l| l.contains("retrying")).count();
+    assert!(
+        failures == 0.0 && retries == 0,
+        "{failures} failed reconciles or writes, {retries} retries logged while {} was deleted:\n{}",
+        doomed.name,
+        op.log_tail()
+    );
+    Ok(())
+}
