@@ -73,6 +73,27 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits until no namespace matching `matches` exists (at most 5 minutes).
+async fn wait_gone(api: &Api<Namespace>, matches: impl Fn(&str) -> bool) -> Result {
+    let start = Instant::now();
+    loop {
+        let left = api
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|ns| ns.metadata.name.as_deref().is_some_and(&matches))
+            .count();
+        if left == 0 {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            return Err(format!("{left} benchmark namespaces still there after 300 s").into());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result {
     let n = arg("--identities", 1000);
@@ -94,6 +115,9 @@ async fn main() -> Result {
 
     let run = std::process::id();
     let ns_api: Api<Namespace> = Api::all(client.clone());
+    // The operator watches the whole cluster: an earlier run's namespaces,
+    // still being torn down, would be measured too.
+    wait_gone(&ns_api, |name| name.starts_with("bench-")).await?;
     let names: Vec<String> = (0..namespaces)
         .map(|i| format!("bench-{run}-{i}"))
         .collect();
@@ -297,6 +321,7 @@ async fn main() -> Result {
     for name in &names {
         let _ = ns_api.delete(name, &Default::default()).await;
     }
+    wait_gone(&ns_api, |name| names.iter().any(|n| n == name)).await?;
 
     let per = |x: f64| x / (n - failed) as f64;
     let (cm_min, cm_max) = cm_writes
