@@ -370,7 +370,7 @@ pub fn refers_to(
 /// What happens after a failed reconcile.
 pub fn error_policy(claim: Arc<ServiceIdentityClaim>, error: &Error, ctx: Arc<Context>) -> Action {
     if error.is_namespace_terminating() {
-        tracing::debug!(claim = %ObjKey::of(&*claim), "namespace terminating; not retrying");
+        tracing::debug!(claim = %ObjKey::of(&*claim), "namespace terminating; left alone");
         return Action::await_change();
     }
     ctx.metrics.reconcile_error("ServiceIdentityClaim");

@@ -644,7 +644,7 @@ pub fn error_policy(si: Arc<ServiceIdentity>, error: &Error, ctx: Arc<Context>) 
     if error.is_namespace_terminating() {
         // The namespace is being deleted, and the identity with it: its
         // deletion (or any change) brings it back here; no retry storm.
-        tracing::debug!(identity = %ObjKey::of(&*si), "namespace terminating; not retrying");
+        tracing::debug!(identity = %ObjKey::of(&*si), "namespace terminating; left alone");
         return Action::await_change();
     }
     ctx.metrics.reconcile_error("ServiceIdentity");
