@@ -307,19 +307,30 @@ async fn set_status(
     })?;
     let api: Api<ServiceIdentityClaim> =
         Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
-    api.patch_status(
-        &claim.name_any(),
-        &PatchParams {
-            field_manager: Some(MANAGED_BY.into()),
-            ..Default::default()
-        },
-        &Patch::Merge(&merge_patch_of(value, STATUS_FIELDS)),
-    )
-    .await
-    .map_err(Error::kube(format!(
-        "updating the status of ServiceIdentityClaim {}",
-        ObjKey::of(claim)
-    )))?;
+    let written = api
+        .patch_status(
+            &claim.name_any(),
+            &PatchParams {
+                field_manager: Some(MANAGED_BY.into()),
+                ..Default::default()
+            },
+            &Patch::Merge(&merge_patch_of(value, STATUS_FIELDS)),
+        )
+        .await;
+    match written {
+        Ok(_) => {}
+        // Deleted since the cache showed it: no status left to write.
+        Err(e) if crate::error::is_not_found(&e) => {
+            tracing::debug!(claim = %ObjKey::of(claim), "deleted before its status was written");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(Error::kube(format!(
+                "updating the status of ServiceIdentityClaim {}",
+                ObjKey::of(claim)
+            ))(e));
+        }
+    }
     let old_reason = old
         .conditions
         .iter()

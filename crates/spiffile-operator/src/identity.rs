@@ -606,12 +606,24 @@ async fn set_status(
     let patch = merge_patch_of(value, STATUS_FIELDS);
     let api: Api<ServiceIdentity> =
         Api::namespaced(ctx.client.clone(), &si.namespace().unwrap_or_default());
-    api.patch_status(&si.name_any(), &params(), &Patch::Merge(&patch))
+    match api
+        .patch_status(&si.name_any(), &params(), &Patch::Merge(&patch))
         .await
-        .map_err(Error::kube(format!(
-            "updating the status of ServiceIdentity {}",
-            ObjKey::of(si)
-        )))?;
+    {
+        Ok(_) => {}
+        // Deleted since the cache showed it (its namespace going, say):
+        // there is no status left to write.
+        Err(e) if crate::error::is_not_found(&e) => {
+            tracing::debug!(identity = %ObjKey::of(si), "deleted before its status was written");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(Error::kube(format!(
+                "updating the status of ServiceIdentity {}",
+                ObjKey::of(si)
+            ))(e));
+        }
+    }
     let old_reason = old
         .conditions
         .iter()
