@@ -97,6 +97,9 @@ pub enum WarningKind {
     /// bundle tooling reports it as a problem, because for workloads that
     /// sign for themselves it is a provisioning mistake.
     SharedKey,
+    /// A whole trust domain of a JWT bundle set was skipped: tokens of that
+    /// trust domain will be refused.
+    SkippedTrustDomain,
     /// Nothing was skipped, but something deserves attention (a key without
     /// `use`; [`Bundle::lint`] adds a `kid` that is not the thumbprint).
     Advice,
@@ -104,9 +107,13 @@ pub enum WarningKind {
 
 impl WarningKind {
     /// Whether something was skipped: an identity or a key of the document
-    /// that is not in the [`Bundle`] (and would be lost by rewriting it).
+    /// that is not in the [`Bundle`] (and would be lost by rewriting it), or
+    /// a whole trust domain of a JWT bundle set.
     pub fn is_skip(self) -> bool {
-        matches!(self, WarningKind::SkippedIdentity | WarningKind::SkippedKey)
+        matches!(
+            self,
+            WarningKind::SkippedIdentity | WarningKind::SkippedKey | WarningKind::SkippedTrustDomain
+        )
     }
 }
 

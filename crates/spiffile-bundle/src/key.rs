@@ -331,6 +331,15 @@ impl RawJwk<'_> {
             ..RawJwk::default()
         }
     }
+
+    /// The `use` member when it is a string (a SPIFFE bundle tells its
+    /// X.509 authorities from its JWT authorities by it).
+    pub(crate) fn declared_use(&self) -> Option<&str> {
+        match &self.use_ {
+            Member::Str(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// RFC 7638 thumbprint of a P-256 key: SHA-256 over the required members in
@@ -507,6 +516,31 @@ impl PublicKey {
             m.entry(k).or_insert(v);
         }
         m
+    }
+
+    /// Writes the members compactly (`"kty":"EC",…`, no braces) in the
+    /// canonical order, then the others as read (a JWK Set is written
+    /// compact, as SPIRE and go-spiffe write it).
+    pub(crate) fn write_members_compact(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        out.write_str("\"kty\":\"EC\",\"crv\":\"P-256\"")?;
+        let mut coordinate = String::with_capacity(43);
+        for (name, c) in [("x", &self.x), ("y", &self.y)] {
+            coordinate.clear();
+            URL_SAFE_NO_PAD.encode_string(c, &mut coordinate);
+            write!(out, ",\"{name}\":\"{coordinate}\"")?;
+        }
+        write!(out, ",\"kid\":{}", Value::from(&*self.kid))?;
+        if self.has_use {
+            write!(out, ",\"use\":\"{JWT_SVID_USE}\"")?;
+        }
+        if self.has_alg {
+            write!(out, ",\"alg\":\"{ES256}\"")?;
+        }
+        // Extras are kept compact already.
+        for (name, value) in self.extra.pairs() {
+            write!(out, ",{name}:{value}")?;
+        }
+        Ok(())
     }
 
     /// Writes the members in the canonical order (`kty, crv, x, y, kid, use,

@@ -19,6 +19,18 @@
 //! This crate parses, validates, edits and writes that document. It holds no
 //! signing code, so bundle tooling can use it alone.
 //!
+//! It also reads the formats SPIRE's world delivers, where one central
+//! issuer signs for a whole trust domain:
+//!
+//! * [`JwtBundle`]: the SPIFFE bundle, one JWK Set per trust domain (with
+//!   `spiffe_sequence` and `spiffe_refresh_hint`); its trust domain comes
+//!   from the file name (`<trust-domain>.json`) or the configuration;
+//! * [`JwtBundleSet`]: spiffe-helper's `{"<trust-domain>": "<base64 JWKS>"}`,
+//!   several trust domains in one file;
+//! * [`BundleDocument`] and [`detect_format`]: any of the three, told apart
+//!   by content, each trust domain with its [`DomainKeys`] (per identity or
+//!   per trust domain).
+//!
 //! * Document-level faults (invalid JSON, a missing member, a version other
 //!   than 1, an invalid trust domain) are errors.
 //! * An identity entry or a key that is invalid is **skipped with a warning**:
@@ -54,12 +66,21 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod bundle_set;
 mod document;
 mod extras;
+mod format;
+mod jwks;
 mod key;
 mod parse;
 
+pub use bundle_set::{BundleSetError, JwtBundleSet};
 pub use document::{Bundle, BundleError, MAX_BUNDLE_BYTES, SPIFFILE_VERSION, Warning, WarningKind};
+pub use format::{
+    BundleDocument, BundleFormat, DomainKeys, FormatError, detect_format,
+    trust_domain_from_file_name,
+};
+pub use jwks::{DomainWarning, JwksError, JwtBundle, X509_SVID_USE};
 pub use key::{ES256, JWT_SVID_USE, KeyError, PublicKey};
 pub use parse::MAX_WARNINGS;
 pub use spiffile_id::{IdError, SpiffeId, TrustDomain};
