@@ -1,6 +1,6 @@
 //! Errors of minting and verifying.
 
-use spiffile_id::{IdError, SpiffeId};
+use spiffile_id::{IdError, SpiffeId, TrustDomain};
 
 /// The reason a token was rejected, as a small `Copy` value a program can
 /// match on or turn into an error code (see [`Reason::as_str`]).
@@ -15,7 +15,8 @@ pub enum Reason {
     Algorithm,
     /// A header member other than `alg`, `kid`, `typ`, or a bad `typ`.
     Header,
-    /// `kid` missing, empty or not a string.
+    /// `kid` missing, empty or not a string, or (per-domain trust
+    /// domains) naming no key of the trust domain.
     KeyId,
     /// A required claim is missing or a claim has the wrong type or value.
     Claims,
@@ -123,6 +124,12 @@ pub enum TokenError {
     /// `aud` is a JSON array; JWT-SVIDs here carry exactly one audience.
     #[error("claim `aud` is an array; a spiffile token has exactly one audience string")]
     AudienceArray,
+    /// `aud` is an array of several audiences, from an authority whose
+    /// tokens may carry one only unless the verifier opts in.
+    #[error(
+        "claim `aud` names {0} audiences; a token for several audiences can be replayed by any of them against the others, so it is refused unless the verifier accepts multiple audiences"
+    )]
+    MultipleAudiences(usize),
     /// `aud` is not the expected audience.
     #[error("claim `aud` is {found}, not the expected audience `{expected}`")]
     Audience {
@@ -167,6 +174,23 @@ pub enum TokenError {
     /// No key bound to the subject validates the signature.
     #[error("signature does not verify with any key bound to `{0}`")]
     Signature(SpiffeId),
+    /// The `kid` names no key of the (per-domain) trust domain of `sub`.
+    #[error("header `kid` {kid} names no key of trust domain `{trust_domain}`")]
+    UnknownKeyId {
+        /// The `kid` (shortened).
+        kid: String,
+        /// The trust domain of `sub`.
+        trust_domain: TrustDomain,
+    },
+    /// The key of the (per-domain) trust domain of `sub` that the `kid`
+    /// names does not validate the signature.
+    #[error("signature does not verify with the key {kid} of trust domain `{trust_domain}`")]
+    DomainSignature {
+        /// The `kid` (shortened).
+        kid: String,
+        /// The trust domain of `sub`.
+        trust_domain: TrustDomain,
+    },
 }
 
 impl TokenError {
@@ -179,14 +203,18 @@ impl TokenError {
             }
             TokenError::Algorithm(_) => Reason::Algorithm,
             TokenError::HeaderMember(_) | TokenError::Type(_) => Reason::Header,
-            TokenError::KeyId(_) => Reason::KeyId,
+            TokenError::KeyId(_) | TokenError::UnknownKeyId { .. } => Reason::KeyId,
             TokenError::MissingClaim(_) | TokenError::InvalidClaim { .. } => Reason::Claims,
             TokenError::Subject(_) => Reason::Subject,
-            TokenError::AudienceArray | TokenError::Audience { .. } => Reason::Audience,
+            TokenError::AudienceArray
+            | TokenError::MultipleAudiences(_)
+            | TokenError::Audience { .. } => Reason::Audience,
             TokenError::Expired { .. } => Reason::Expired,
             TokenError::NotYetValid { .. } => Reason::NotYetValid,
             TokenError::IssuedInFuture { .. } => Reason::IssuedInFuture,
-            TokenError::SignatureLength(_) | TokenError::Signature(_) => Reason::Signature,
+            TokenError::SignatureLength(_)
+            | TokenError::Signature(_)
+            | TokenError::DomainSignature { .. } => Reason::Signature,
         }
     }
 }

@@ -3,16 +3,24 @@
 //! a bundle that binds keys per identity.
 //!
 //! * [`Signer`] — a workload's private key and SPIFFE ID; [`Signer::mint`].
-//! * [`Verifier`] — a bundle prepared for verification; [`Verifier::verify`]
-//!   returns the verified [`Caller`].
+//! * [`Verifier`] — a trust set prepared for verification; [`Verifier::verify`]
+//!   returns the verified [`Caller`]. [`Verifier::new`] takes one spiffile
+//!   bundle; [`Verifier::builder`] takes several trust domains, each with one
+//!   authority: **per identity** (a spiffile bundle: a key signs only for the
+//!   SPIFFE ID it is bound to) or **per domain** (a SPIFFE bundle such as
+//!   SPIRE's: any of its keys signs for any SPIFFE ID of that trust domain,
+//!   never another). The token's `sub` selects the trust domain, then the
+//!   authority, then the keys.
 //!
 //! Verification follows the spiffile profile and the JWT-SVID standard:
 //! compact JWS of exactly three base64url segments, at most 8 KiB by default;
 //! a header of only `alg` (exactly `ES256`), `kid` (a non-empty string) and
 //! `typ` (`JWT` or `JOSE`); required `sub`, `aud` (one string, equal to the
-//! expected audience) and `exp`; `exp`/`nbf`/`iat` checked with a leeway;
-//! duplicate members rejected; and the signature checked only with keys bound
-//! to the claimed `sub`. An unknown `sub` is [`Error::UnknownIdentity`];
+//! expected audience; from a per-domain authority also a one-element array,
+//! and several elements only when [`VerifyOptions::multiple_audiences`] says
+//! so) and `exp`; `exp`/`nbf`/`iat` checked with a leeway; duplicate members
+//! rejected; and the signature checked only with keys bound to the claimed
+//! `sub` (per domain: the key of `sub`'s trust domain that `kid` names). An unknown `sub` is [`Error::UnknownIdentity`];
 //! everything else is [`Error::InvalidToken`] with a [`TokenError`] whose
 //! [`Reason`] a program can match on.
 #![forbid(unsafe_code)]
@@ -36,6 +44,7 @@ pub use signer::{
     DEFAULT_TOKEN_REUSE_FRACTION, DEFAULT_TTL, MAX_TTL, MINTED_TOKEN_CACHE_CAPACITY, Signer,
 };
 pub use verifier::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_VERIFY_CACHE_CAPACITY, Verifier, VerifyOptions,
+    AuthorityKind, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_VERIFY_CACHE_CAPACITY,
+    TrustDomainInfo, TrustSetBuilder, TrustSetError, Verifier, VerifyOptions,
 };
 pub use zeroize::Zeroizing;

@@ -1,14 +1,13 @@
-//! Verification: a bundle prepared as a [`Verifier`], its cache of accepted
-//! tokens, and the order of the checks (each step in [`steps`]).
+//! Verification: a trust set prepared as a [`Verifier`], its cache of
+//! accepted tokens, and the order of the checks (each step in [`steps`]).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use spiffile_bundle::Bundle;
-use spiffile_id::{SpiffeId, TrustDomain};
+use spiffile_id::SpiffeId;
 
 use crate::cache::ShardedCache;
 use crate::claims::{Caller, Claims};
@@ -17,6 +16,10 @@ use crate::error::Error;
 use crate::numeric_date::unix_now;
 
 mod steps;
+mod trust_set;
+
+pub use trust_set::{AuthorityKind, TrustDomainInfo, TrustSetBuilder, TrustSetError};
+use trust_set::{Domain, per_identity, per_identity_owned};
 
 /// Default clock leeway of verification (30 s).
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -28,6 +31,7 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub struct VerifyOptions {
     leeway: Duration,
     max_token_bytes: usize,
+    multiple_audiences: bool,
 }
 
 impl Default for VerifyOptions {
@@ -35,6 +39,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             leeway: DEFAULT_LEEWAY,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            multiple_audiences: false,
         }
     }
 }
@@ -54,6 +59,26 @@ impl VerifyOptions {
         self.max_token_bytes = max;
         self
     }
+    /// Whether a token of a per-domain authority (SPIRE) whose `aud` is an
+    /// array of several audiences is accepted when the expected audience is
+    /// one of them (default: no).
+    ///
+    /// **This weakens replay protection**: a token minted for several
+    /// audiences can be replayed by any one of them against every other.
+    /// Turn it on only for a sender you know asks SPIRE for several
+    /// audiences on purpose. A one-element array is always accepted from a
+    /// per-domain authority (that is how SPIRE writes a single audience);
+    /// tokens of per-identity (spiffile) authorities must carry one
+    /// audience string whatever this says.
+    pub fn multiple_audiences(mut self, accept: bool) -> Self {
+        self.multiple_audiences = accept;
+        self
+    }
+    /// Whether several audiences are accepted (see
+    /// [`VerifyOptions::multiple_audiences`]).
+    pub fn get_multiple_audiences(&self) -> bool {
+        self.multiple_audiences
+    }
     /// The clock leeway.
     pub fn get_leeway(&self) -> Duration {
         self.leeway
@@ -64,17 +89,23 @@ impl VerifyOptions {
     }
 }
 
-/// A key bound to an identity, in the form `ring` verifies with.
-struct BoundKey {
-    kid: Box<str>,
-    key: UnparsedPublicKey<[u8; 65]>,
-}
-
-/// Verifies JWT-SVIDs offline against a bundle.
+/// Verifies JWT-SVIDs offline against a trust set: for each trust domain,
+/// exactly one authority.
 ///
-/// Keys are converted once, when the verifier is built; a lookup is one hash
-/// of the claimed `sub`. The key that checks a token is always one bound to
-/// the token's own `sub`: no other key in the bundle can ever validate it.
+/// * **per identity** (a spiffile [`Bundle`]): a key validates tokens only
+///   for the SPIFFE ID it is bound to;
+/// * **per domain** (a SPIFFE bundle, [`spiffile_bundle::JwtBundle`], e.g.
+///   SPIRE's): any of its keys validates tokens for SPIFFE IDs of that trust
+///   domain only, the one the token's `kid` names.
+///
+/// The token's `sub` selects the trust domain, then its authority, then the
+/// keys: no key of one trust domain can ever validate a token whose `sub` is
+/// in another, and in a per-identity trust domain no key bound to another
+/// identity can. Keys are converted once, when the verifier is built; a
+/// lookup is a hash of the trust domain, then (per identity) of the `sub`.
+///
+/// [`Verifier::new`] builds the verifier of one spiffile bundle; build one
+/// over several trust domains with [`Verifier::builder`].
 ///
 /// ```
 /// use spiffile_bundle::Bundle;
@@ -95,8 +126,8 @@ struct BoundKey {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Verifier {
-    trust_domain: TrustDomain,
-    keys: HashMap<SpiffeId, Box<[BoundKey]>>,
+    /// The trust set, by trust domain name.
+    domains: HashMap<Box<str>, Domain>,
     /// Tokens this verifier (this bundle) has accepted, by token and
     /// audience. It lives and dies with the verifier, so a new bundle starts
     /// with an empty cache.
@@ -112,9 +143,11 @@ const VERIFY_CACHE_MAX_SHARDS: usize = 256;
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut domains: Vec<&str> = self.domains.keys().map(|d| &**d).collect();
+        domains.sort_unstable();
         f.debug_struct("Verifier")
-            .field("trust_domain", &self.trust_domain)
-            .field("identities", &self.keys.len())
+            .field("trust_domains", &domains)
+            .field("identities", &self.len())
             .field(
                 "cache_capacity",
                 &self.cache.as_ref().map_or(0, ShardedCache::capacity),
@@ -124,24 +157,14 @@ impl fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// Builds a verifier over the identities and keys of `bundle`.
+    /// Builds a verifier over the identities and keys of one spiffile
+    /// bundle: a trust set of one per-identity authority.
     pub fn new(bundle: &Bundle) -> Self {
-        let keys = bundle
-            .identities()
-            .map(|(id, keys)| {
-                let bound: Box<[BoundKey]> = keys
-                    .iter()
-                    .map(|k| BoundKey {
-                        kid: k.kid().into(),
-                        key: UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, k.to_sec1()),
-                    })
-                    .collect();
-                (id.clone(), bound)
-            })
-            .collect();
+        let domain = per_identity("".into(), bundle);
+        let mut domains = HashMap::with_capacity(1);
+        domains.insert(domain.trust_domain.as_str().into(), domain);
         Verifier {
-            trust_domain: bundle.trust_domain().clone(),
-            keys,
+            domains,
             cache: None,
         }
     }
@@ -150,25 +173,53 @@ impl Verifier {
     /// are freed as they are converted, so a large bundle and its verifier
     /// never both exist whole (the peak memory of a load).
     pub fn from_bundle(bundle: Bundle) -> Self {
-        let trust_domain = bundle.trust_domain().clone();
-        let keys = bundle
-            .into_identities()
-            .map(|(id, keys)| {
-                let bound: Box<[BoundKey]> = keys
-                    .into_iter()
-                    .map(|k| BoundKey {
-                        kid: k.kid().into(),
-                        key: UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, k.to_sec1()),
-                    })
-                    .collect();
-                (id, bound)
-            })
-            .collect();
+        let domain = per_identity_owned("".into(), bundle);
+        let mut domains = HashMap::with_capacity(1);
+        domains.insert(domain.trust_domain.as_str().into(), domain);
         Verifier {
-            trust_domain,
-            keys,
+            domains,
             cache: None,
         }
+    }
+
+    /// Starts a trust set of several trust domains, each from one source: a
+    /// trust domain offered twice is a [`TrustSetError`] naming both.
+    ///
+    /// ```
+    /// use spiffile_bundle::{Bundle, JwtBundle};
+    /// use spiffile_svid::{AuthorityKind, Signer, Verifier, VerifyOptions, generate_pkcs8_pem};
+    /// use std::time::Duration;
+    ///
+    /// // example.org: spiffile, each workload signs for itself.
+    /// let orders = Signer::from_pkcs8_pem("spiffe://example.org/orders".parse()?, generate_pkcs8_pem()?.as_bytes())?;
+    /// let mut spiffile = Bundle::new("example.org".parse()?);
+    /// spiffile.add_key(orders.id(), orders.public_key().clone())?;
+    /// // spire.test: one issuer signs for the whole trust domain.
+    /// let issuer = Signer::from_pkcs8_pem("spiffe://spire.test/issuer".parse()?, generate_pkcs8_pem()?.as_bytes())?;
+    /// let mut spire = JwtBundle::new("spire.test".parse()?);
+    /// spire.add_key(issuer.public_key().clone()).unwrap();
+    ///
+    /// let verifier = Verifier::builder()
+    ///     .bundle("/etc/spiffile/bundle.json", &spiffile)?
+    ///     .jwt_bundle("/run/spire/spire.test.json", &spire)?
+    ///     .build();
+    /// let kinds: Vec<_> = verifier.trust_domains().map(|d| d.kind).collect();
+    /// assert_eq!(kinds, [AuthorityKind::PerIdentity, AuthorityKind::PerDomain]);
+    ///
+    /// let billing = "spiffe://example.org/billing".parse()?;
+    /// let token = orders.mint(&billing, Duration::from_secs(60))?;
+    /// assert_eq!(verifier.verify(&token, &billing, &VerifyOptions::default())?.id(), orders.id());
+    ///
+    /// // The same trust domain twice is refused, naming both sources.
+    /// let err = Verifier::builder()
+    ///     .bundle("a.json", &spiffile)?
+    ///     .bundle("b.json", &spiffile)
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("offered by both a.json and b.json"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder() -> TrustSetBuilder {
+        TrustSetBuilder::default()
     }
 
     /// Remembers up to about `capacity` accepted tokens (0: none, the
@@ -217,24 +268,42 @@ impl Verifier {
         self.cache.as_ref().map_or(0, ShardedCache::len)
     }
 
-    /// The trust domain of the bundle.
-    pub fn trust_domain(&self) -> &TrustDomain {
-        &self.trust_domain
+    /// Each trust domain of the set, sorted by name: its kind of authority,
+    /// its source, its keys.
+    pub fn trust_domains(&self) -> impl Iterator<Item = TrustDomainInfo> + '_ {
+        let mut domains: Vec<&Domain> = self.domains.values().collect();
+        domains.sort_unstable_by(|a, b| a.trust_domain.cmp(&b.trust_domain));
+        domains.into_iter().map(Domain::info)
     }
 
-    /// The number of identities with keys.
+    /// Whether the set holds this trust domain (by name).
+    pub fn trusts_domain(&self, trust_domain: &str) -> bool {
+        self.domains.contains_key(trust_domain)
+    }
+
+    /// The number of identities with keys in per-identity trust domains.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.domains
+            .values()
+            .map(|d| match &d.authority {
+                trust_set::Authority::PerIdentity(map) => map.len(),
+                trust_set::Authority::PerDomain { .. } => 0,
+            })
+            .sum()
     }
 
-    /// Whether no identity has keys.
+    /// Whether no trust domain has any key.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.domains.values().all(|d| match &d.authority {
+            trust_set::Authority::PerIdentity(map) => map.is_empty(),
+            trust_set::Authority::PerDomain { keys, .. } => keys.is_empty(),
+        })
     }
 
-    /// Whether `id` has keys.
+    /// Whether tokens claiming `id` can be checked at all: `id` has keys in
+    /// a per-identity trust domain, or is a workload of a per-domain one.
     pub fn contains(&self, id: &str) -> bool {
-        self.keys.contains_key(id)
+        steps::look_up_subject(&self.domains, id).is_ok()
     }
 
     /// Verifies `token` for `audience` at the current time.
@@ -307,13 +376,13 @@ impl Verifier {
             "the claims segment is not unpadded base64url",
         )?;
         let claims = steps::read_claims(&claims_json)?;
-        let (sub, keys) = steps::look_up_subject(&self.keys, &claims.sub)?;
-        steps::check_audience(&claims.aud, audience)?;
+        let subject = steps::look_up_subject(&self.domains, &claims.sub)?;
+        steps::check_audience(&claims.aud, audience, &subject, options.multiple_audiences)?;
         steps::check_times(claims.exp, claims.nbf, claims.iat, now, options.leeway)?;
-        steps::check_signature(keys, &kid, segments.signing_input, segments.signature, sub)?;
+        steps::check_signature(&subject, &kid, segments.signing_input, segments.signature)?;
         Ok(Caller {
             claims: Arc::new(Claims {
-                sub: sub.clone(),
+                sub: subject.id,
                 aud: audience.clone(),
                 exp: claims.exp,
                 iat: claims.iat,

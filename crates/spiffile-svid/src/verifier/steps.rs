@@ -11,11 +11,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
-use spiffile_id::SpiffeId;
+use spiffile_id::{SpiffeId, TrustDomain};
 
-use super::BoundKey;
+use super::trust_set::{Authority, BoundKey, Domain};
 use crate::decode::{MaybeStr, parse_claims, parse_header, short};
-use crate::error::{Error, TokenError};
+use crate::error::{Error, TokenError, quote};
 use crate::numeric_date::numeric_date;
 
 /// The size cap, checked before any decoding (and before the cache).
@@ -79,18 +79,25 @@ pub(super) fn check_header(json: &[u8]) -> Result<Cow<'_, str>, TokenError> {
     Ok(kid)
 }
 
+/// `aud` as read: one string, or an array (whether an array is acceptable
+/// depends on the authority, known once `sub` is looked up).
+pub(super) enum Audience<'a> {
+    One(Cow<'a, str>),
+    Array(Vec<Value>),
+}
+
 /// The claims of a token, read and range-checked, not yet verified.
 pub(super) struct UnverifiedClaims<'a> {
     pub(super) sub: Cow<'a, str>,
-    pub(super) aud: Cow<'a, str>,
+    pub(super) aud: Audience<'a>,
     pub(super) exp: i64,
     pub(super) nbf: Option<i64>,
     pub(super) iat: Option<i64>,
     pub(super) other: Map<String, Value>,
 }
 
-/// The claims: `sub` and `aud` strings (one audience, not an array), `exp`
-/// required, `exp`/`nbf`/`iat` NumericDates in range.
+/// The claims: `sub` a string, `aud` a string or an array, `exp` required,
+/// `exp`/`nbf`/`iat` NumericDates in range.
 pub(super) fn read_claims(json: &[u8]) -> Result<UnverifiedClaims<'_>, TokenError> {
     let raw = parse_claims(json)?;
     let sub = match raw.sub {
@@ -104,8 +111,8 @@ pub(super) fn read_claims(json: &[u8]) -> Result<UnverifiedClaims<'_>, TokenErro
         None => return Err(TokenError::MissingClaim("sub")),
     };
     let aud = match raw.aud {
-        Some(MaybeStr::Str(a)) => a,
-        Some(MaybeStr::Other(Value::Array(_))) => return Err(TokenError::AudienceArray),
+        Some(MaybeStr::Str(a)) => Audience::One(a),
+        Some(MaybeStr::Other(Value::Array(list))) => Audience::Array(list),
         Some(_) => {
             return Err(TokenError::InvalidClaim {
                 claim: "aud",
@@ -138,31 +145,116 @@ pub(super) fn read_claims(json: &[u8]) -> Result<UnverifiedClaims<'_>, TokenErro
     })
 }
 
-/// The claimed identity, looked up in the bundle (no allocation on a hit):
-/// its SPIFFE ID and the keys bound to it. An identity the bundle does not
-/// hold is [`Error::UnknownIdentity`].
-pub(super) fn look_up_subject<'k>(
-    keys: &'k HashMap<SpiffeId, Box<[BoundKey]>>,
-    sub: &str,
-) -> Result<(&'k SpiffeId, &'k [BoundKey]), Error> {
-    match keys.get_key_value(sub) {
-        Some((id, bound)) => Ok((id, bound)),
-        None => Err(match SpiffeId::new(sub) {
-            Ok(id) => Error::UnknownIdentity(id),
-            Err(e) => TokenError::Subject(e).into(),
-        }),
+/// Who the token claims to be, once its trust domain and authority are
+/// found: the SPIFFE ID, and the only keys that may validate the token.
+pub(super) struct Subject<'k> {
+    pub(super) id: SpiffeId,
+    keys: &'k [BoundKey],
+    /// `Some` for a per-domain authority: the trust domain its keys speak for.
+    domain: Option<&'k TrustDomain>,
+}
+
+/// The trust domain part of a claimed `sub`, if it has the SPIFFE scheme
+/// (the lookup needs no full parse: a hit is checked below).
+fn trust_domain_of(sub: &str) -> Option<&str> {
+    let rest = sub.strip_prefix("spiffe://")?;
+    Some(rest.find('/').map_or(rest, |i| &rest[..i]))
+}
+
+/// A `sub` no authority of the set can speak for: an unknown identity when
+/// it is a valid SPIFFE ID, an invalid token otherwise.
+fn unknown(sub: &str) -> Error {
+    match SpiffeId::new(sub) {
+        Ok(id) => Error::UnknownIdentity(id),
+        Err(e) => TokenError::Subject(e).into(),
     }
 }
 
-/// `aud` is the expected audience.
-pub(super) fn check_audience(aud: &str, audience: &SpiffeId) -> Result<(), TokenError> {
-    if aud != audience.as_str() {
-        return Err(TokenError::Audience {
-            found: short(aud),
-            expected: audience.clone(),
-        });
+/// The claimed `sub` selects the trust domain, the trust domain its one
+/// authority, the authority the keys: per identity, those bound to that
+/// exact SPIFFE ID (one hash, no allocation on a hit); per domain, the
+/// domain's keys, for a valid workload ID of that trust domain. A `sub` of
+/// a trust domain the set does not hold, or an identity a per-identity
+/// authority does not bind, is [`Error::UnknownIdentity`].
+pub(super) fn look_up_subject<'k>(
+    domains: &'k HashMap<Box<str>, Domain>,
+    sub: &str,
+) -> Result<Subject<'k>, Error> {
+    let Some(domain) = trust_domain_of(sub).and_then(|td| domains.get(td)) else {
+        return Err(unknown(sub));
+    };
+    match &domain.authority {
+        Authority::PerIdentity(identities) => match identities.get_key_value(sub) {
+            Some((id, keys)) => Ok(Subject {
+                id: id.clone(),
+                keys,
+                domain: None,
+            }),
+            None => Err(unknown(sub)),
+        },
+        Authority::PerDomain { keys, .. } => {
+            let id = SpiffeId::new(sub).map_err(TokenError::Subject)?;
+            // Holds by construction (the trust domain was read from `sub`);
+            // checked again because it is the whole scoping rule.
+            if *id.trust_domain() != domain.trust_domain {
+                return Err(Error::UnknownIdentity(id));
+            }
+            if id.path().is_empty() {
+                return Err(TokenError::InvalidClaim {
+                    claim: "sub",
+                    problem: "names a trust domain, not a workload",
+                }
+                .into());
+            }
+            Ok(Subject {
+                id,
+                keys,
+                domain: Some(&domain.trust_domain),
+            })
+        }
     }
-    Ok(())
+}
+
+/// `aud` is the expected audience. Per identity (spiffile), it must be one
+/// string. Per domain (SPIRE writes an array, also for one audience), a
+/// one-element array counts as that audience; several elements are refused
+/// unless `multiple` allows them (then the expected audience must be one).
+pub(super) fn check_audience(
+    aud: &Audience<'_>,
+    audience: &SpiffeId,
+    subject: &Subject<'_>,
+    multiple: bool,
+) -> Result<(), TokenError> {
+    let found = match (aud, subject.domain) {
+        (Audience::One(a), _) if a == audience.as_str() => return Ok(()),
+        (Audience::One(a), _) => short(a),
+        (Audience::Array(_), None) => return Err(TokenError::AudienceArray),
+        (Audience::Array(list), Some(_)) => {
+            if list.is_empty() {
+                return Err(TokenError::InvalidClaim {
+                    claim: "aud",
+                    problem: "is an empty array",
+                });
+            }
+            if !list.iter().all(Value::is_string) {
+                return Err(TokenError::InvalidClaim {
+                    claim: "aud",
+                    problem: "is an array holding something other than strings",
+                });
+            }
+            if list.len() > 1 && !multiple {
+                return Err(TokenError::MultipleAudiences(list.len()));
+            }
+            if list.iter().any(|a| a.as_str() == Some(audience.as_str())) {
+                return Ok(());
+            }
+            quote(&Value::Array(list.clone()))
+        }
+    };
+    Err(TokenError::Audience {
+        found,
+        expected: audience.clone(),
+    })
 }
 
 /// The `exp`, `nbf` and `iat` checks of verification, with `leeway`.
@@ -203,24 +295,42 @@ pub(super) fn check_times(
     Ok(())
 }
 
-/// The signature, checked with keys bound to `sub` only: the one whose
-/// `kid` matches first, then the others.
+/// The signature, checked with the subject's keys only. Per identity: the
+/// key bound to `sub` whose `kid` matches first, then the others bound to
+/// `sub`. Per domain: the domain's key the `kid` names, and no other (a
+/// central issuer always names its key; trying every key of a domain would
+/// multiply the cost of a forged token by their number).
 pub(super) fn check_signature(
-    keys: &[BoundKey],
+    subject: &Subject<'_>,
     kid: &str,
     signing_input: &str,
     signature: &str,
-    sub: &SpiffeId,
 ) -> Result<(), TokenError> {
     let sig = decode_signature(signature)?;
     let msg = signing_input.as_bytes();
+    let keys = subject.keys;
+    if let Some(trust_domain) = subject.domain {
+        let Some(key) = keys.iter().find(|k| &*k.kid == kid) else {
+            return Err(TokenError::UnknownKeyId {
+                kid: short(kid),
+                trust_domain: trust_domain.clone(),
+            });
+        };
+        return key
+            .key
+            .verify(msg, &sig)
+            .map_err(|_| TokenError::DomainSignature {
+                kid: short(kid),
+                trust_domain: trust_domain.clone(),
+            });
+    }
     let matching = keys.iter().filter(|k| &*k.kid == kid);
     let others = keys.iter().filter(|k| &*k.kid != kid);
     if !matching
         .chain(others)
         .any(|k| k.key.verify(msg, &sig).is_ok())
     {
-        return Err(TokenError::Signature(sub.clone()));
+        return Err(TokenError::Signature(subject.id.clone()));
     }
     Ok(())
 }
