@@ -11,6 +11,9 @@
 //!   SPIRE's: any of its keys signs for any SPIFFE ID of that trust domain,
 //!   never another). The token's `sub` selects the trust domain, then the
 //!   authority, then the keys.
+//! * [`JwtSvid`], [`JwtSvidSet`] — tokens a central issuer (SPIRE, through
+//!   spiffe-helper's files) gave this workload to present: read for shape,
+//!   never half-written, the freshest unexpired one per audience.
 //!
 //! Verification follows the spiffile profile and the JWT-SVID standard:
 //! compact JWS of exactly three base64url segments, at most 8 KiB by default;
@@ -31,6 +34,7 @@ mod claims;
 mod decode;
 mod encode;
 mod error;
+mod jwt_svid;
 mod key;
 mod numeric_date;
 mod signer;
@@ -38,6 +42,7 @@ mod verifier;
 
 pub use claims::{Caller, Claims};
 pub use error::{Error, Reason, TokenError};
+pub use jwt_svid::{JwtSvid, JwtSvidSet, MissingJwtSvid};
 pub use key::{KeyError, PrivateKeyPem, generate_pkcs8_pem, public_key_of_pem};
 pub use numeric_date::unix_now;
 pub use signer::{

@@ -15,7 +15,7 @@ use crate::decode::decode_segment_into;
 use crate::error::Error;
 use crate::numeric_date::unix_now;
 
-mod steps;
+pub(crate) mod steps;
 mod trust_set;
 
 pub use trust_set::{AuthorityKind, TrustDomainInfo, TrustSetBuilder, TrustSetError};

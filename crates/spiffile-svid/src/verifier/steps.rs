@@ -30,16 +30,16 @@ pub(super) fn check_size(token: &str, max_token_bytes: usize) -> Result<(), Toke
 }
 
 /// The three segments of a compact JWS, still base64url.
-pub(super) struct Segments<'t> {
-    pub(super) header: &'t str,
-    pub(super) claims: &'t str,
-    pub(super) signature: &'t str,
+pub(crate) struct Segments<'t> {
+    pub(crate) header: &'t str,
+    pub(crate) claims: &'t str,
+    pub(crate) signature: &'t str,
     /// `header.claims`, the bytes the signature covers.
-    pub(super) signing_input: &'t str,
+    pub(crate) signing_input: &'t str,
 }
 
 /// Exactly three dot-separated segments.
-pub(super) fn split_segments(token: &str) -> Result<Segments<'_>, TokenError> {
+pub(crate) fn split_segments(token: &str) -> Result<Segments<'_>, TokenError> {
     let mut parts = token.splitn(4, '.');
     let (Some(h64), Some(c64), Some(s64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -58,7 +58,7 @@ pub(super) fn split_segments(token: &str) -> Result<Segments<'_>, TokenError> {
 
 /// The header: `alg` exactly `ES256`, a non-empty string `kid`, `typ`
 /// absent or `JWT`/`JOSE`, nothing else. Returns the `kid`.
-pub(super) fn check_header(json: &[u8]) -> Result<Cow<'_, str>, TokenError> {
+pub(crate) fn check_header(json: &[u8]) -> Result<Cow<'_, str>, TokenError> {
     let header = parse_header(json)?;
     match &header.alg {
         Some(MaybeStr::Str(a)) if a == "ES256" => {}
@@ -81,24 +81,24 @@ pub(super) fn check_header(json: &[u8]) -> Result<Cow<'_, str>, TokenError> {
 
 /// `aud` as read: one string, or an array (whether an array is acceptable
 /// depends on the authority, known once `sub` is looked up).
-pub(super) enum Audience<'a> {
+pub(crate) enum Audience<'a> {
     One(Cow<'a, str>),
     Array(Vec<Value>),
 }
 
 /// The claims of a token, read and range-checked, not yet verified.
-pub(super) struct UnverifiedClaims<'a> {
-    pub(super) sub: Cow<'a, str>,
-    pub(super) aud: Audience<'a>,
-    pub(super) exp: i64,
-    pub(super) nbf: Option<i64>,
-    pub(super) iat: Option<i64>,
-    pub(super) other: Map<String, Value>,
+pub(crate) struct UnverifiedClaims<'a> {
+    pub(crate) sub: Cow<'a, str>,
+    pub(crate) aud: Audience<'a>,
+    pub(crate) exp: i64,
+    pub(crate) nbf: Option<i64>,
+    pub(crate) iat: Option<i64>,
+    pub(crate) other: Map<String, Value>,
 }
 
 /// The claims: `sub` a string, `aud` a string or an array, `exp` required,
 /// `exp`/`nbf`/`iat` NumericDates in range.
-pub(super) fn read_claims(json: &[u8]) -> Result<UnverifiedClaims<'_>, TokenError> {
+pub(crate) fn read_claims(json: &[u8]) -> Result<UnverifiedClaims<'_>, TokenError> {
     let raw = parse_claims(json)?;
     let sub = match raw.sub {
         Some(MaybeStr::Str(s)) => s,
@@ -337,7 +337,7 @@ pub(super) fn check_signature(
 
 /// The signature segment: unpadded base64url of exactly 64 bytes (the
 /// fixed-size `r || s` form ES256 uses).
-fn decode_signature(segment: &str) -> Result<[u8; 64], TokenError> {
+pub(crate) fn decode_signature(segment: &str) -> Result<[u8; 64], TokenError> {
     let mut sig = [0u8; 64];
     match URL_SAFE_NO_PAD.decode_slice(segment.as_bytes(), &mut sig) {
         Ok(64) => Ok(sig),
