@@ -470,6 +470,14 @@ fn render(
         &[
             ("spiffile-svid `Verifier::verify`", t("verify/verifier")),
             (
+                "`Verifier::verify`, trust set of two domains (spiffile token)",
+                t("verify/verifier_federated"),
+            ),
+            (
+                "`Verifier::verify`, per-domain authority (SPIRE-shaped token)",
+                t("verify/verifier_per_domain"),
+            ),
+            (
                 "`Identity::verify` (cache on, every token new)",
                 t("verify/identity_fresh"),
             ),

@@ -13,14 +13,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 7] = [
     "spiffe_id",
     "bundle_parse",
     "bundle_model",
+    "bundle_formats",
+    "jwt_svid_file",
     "verify",
     "mint_verify",
 ];
-const USAGE: &str = "usage: cargo xtask fuzz replay [TARGET…] | cargo xtask fuzz run TARGET [SECONDS]\n  targets: spiffe_id bundle_parse bundle_model verify mint_verify";
+const USAGE: &str = "usage: cargo xtask fuzz replay [TARGET…] | cargo xtask fuzz run TARGET [SECONDS]\n  targets: spiffe_id bundle_parse bundle_model bundle_formats jwt_svid_file verify mint_verify";
 
 pub fn run(root: &Path, args: &[String]) -> Result<ExitCode, String> {
     match args.first().map(String::as_str) {

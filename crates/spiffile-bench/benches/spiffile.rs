@@ -16,7 +16,7 @@ use criterion::{BatchSize, Criterion, criterion_group};
 use ring::rand::SystemRandom;
 use spiffile::Identity;
 use spiffile_bench::{
-    BILLING, ORDERS, Pair, id, output_dir, ring_verify, signing_input_and_signature,
+    BILLING, ORDERS, Pair, SPIRE_BILLING, id, output_dir, ring_verify, signing_input_and_signature,
 };
 use spiffile_bundle::Bundle;
 use spiffile_svid::{Verifier, VerifyOptions, unix_now};
@@ -101,6 +101,26 @@ fn verify(c: &mut Criterion, pair: &Pair) {
         b.iter_batched(
             fresh_tokens(pair),
             |t| verifier.verify(&t, &billing, &options).expect("verify"),
+            BatchSize::SmallInput,
+        )
+    });
+    let federated = pair.federated_verifier(10);
+    g.bench_function("verifier_federated", |b| {
+        b.iter_batched(
+            fresh_tokens(pair),
+            |t| federated.verify(&t, &billing, &options).expect("verify"),
+            BatchSize::SmallInput,
+        )
+    });
+    let spire_billing = id(SPIRE_BILLING);
+    g.bench_function("verifier_per_domain", |b| {
+        b.iter_batched(
+            || pair.spire_token(),
+            |t| {
+                federated
+                    .verify(&t, &spire_billing, &options)
+                    .expect("verify")
+            },
             BatchSize::SmallInput,
         )
     });
@@ -394,6 +414,20 @@ fn paired_run(rounds: usize) {
     let billing = id(BILLING);
     let sec1 = pair.orders.public_key().to_sec1();
     let verifier = Verifier::new(&pair.bundle(10));
+    let federated = pair.federated_verifier(10);
+    let spire_billing = id(SPIRE_BILLING);
+    // The per-domain contender verifies its own tokens (the same cost: one
+    // signature check), taken in turn from a pool; no cache is involved.
+    let spire_tokens: Vec<String> = (0..64).map(|_| pair.spire_token()).collect();
+    let next_spire = std::cell::Cell::new(0usize);
+    assert_eq!(
+        federated
+            .verify(&spire_tokens[0], &spire_billing, &VerifyOptions::default())
+            .expect("per-domain token")
+            .id()
+            .as_str(),
+        "spiffe://spire.test/orders"
+    );
     let options = VerifyOptions::default();
     let dir = output_dir().join(format!("paired-{}", std::process::id()));
     pair.write_billing_dir(&dir, 10);
@@ -423,6 +457,24 @@ fn paired_run(rounds: usize) {
             "verify/verifier",
             Box::new(|t, _| {
                 black_box(verifier.verify(t, &billing, &options).expect("verify"));
+            }),
+        ),
+        (
+            "verify/verifier_federated",
+            Box::new(|t, _| {
+                black_box(federated.verify(t, &billing, &options).expect("verify"));
+            }),
+        ),
+        (
+            "verify/verifier_per_domain",
+            Box::new(|_, _| {
+                let n = next_spire.get();
+                next_spire.set((n + 1) % spire_tokens.len());
+                black_box(
+                    federated
+                        .verify(&spire_tokens[n], &spire_billing, &options)
+                        .expect("verify"),
+                );
             }),
         ),
         (

@@ -13,9 +13,9 @@ use ring::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
     UnparsedPublicKey,
 };
-use spiffile_bundle::Bundle;
+use spiffile_bundle::{Bundle, JwtBundle};
 use spiffile_id::SpiffeId;
-use spiffile_svid::{Signer, generate_pkcs8_pem};
+use spiffile_svid::{Signer, Verifier, generate_pkcs8_pem};
 
 /// The trust domain of every fixture.
 pub const TRUST_DOMAIN: &str = "example.org";
@@ -23,6 +23,13 @@ pub const TRUST_DOMAIN: &str = "example.org";
 pub const ORDERS: &str = "spiffe://example.org/orders";
 /// The called workload (the verifier's own ID, the audience).
 pub const BILLING: &str = "spiffe://example.org/billing";
+
+/// The trust domain of the SPIRE-style issuer (a per-domain authority).
+pub const SPIRE_TRUST_DOMAIN: &str = "spire.test";
+/// The audience of the issuer's tokens.
+pub const SPIRE_BILLING: &str = "spiffe://spire.test/billing";
+/// The `kid` the issuer publishes its key under (SPIRE's are 32 characters).
+pub const SPIRE_KID: &str = "Y2FsbGVkLWJ5LXRoZS1iZW5jaG1hcmtz";
 
 /// Parses a SPIFFE ID known to be valid.
 pub fn id(s: &str) -> SpiffeId {
@@ -41,6 +48,8 @@ pub struct Pair {
     pub billing: Signer,
     /// `orders`' key as a raw `ring` key pair, for the baseline.
     pub orders_ring: EcdsaKeyPair,
+    /// The key of a SPIRE-style central issuer for `spire.test`.
+    pub spire_ring: EcdsaKeyPair,
     /// One distinct key per filler identity, generated on demand.
     filler: std::sync::Mutex<Vec<spiffile_bundle::PublicKey>>,
 }
@@ -54,6 +63,7 @@ impl Pair {
         let orders = Signer::from_pkcs8_pem(id(ORDERS), orders_pem.as_bytes()).expect("key");
         let billing = Signer::from_pkcs8_pem(id(BILLING), billing_pem.as_bytes()).expect("key");
         let orders_ring = ring_key_pair(&orders_pem);
+        let spire_ring = ring_key_pair(&pem());
         let filler = std::sync::Mutex::new(Vec::new());
         Pair {
             orders_pem,
@@ -61,6 +71,7 @@ impl Pair {
             orders,
             billing,
             orders_ring,
+            spire_ring,
             filler,
         }
     }
@@ -122,6 +133,53 @@ impl Pair {
         self.orders
             .mint(&id(BILLING), std::time::Duration::from_secs(3600))
             .expect("mint")
+    }
+}
+
+impl Pair {
+    /// The issuer's SPIFFE bundle: its one key, as SPIRE publishes it.
+    pub fn spire_bundle(&self) -> JwtBundle {
+        let key = spiffile_bundle::PublicKey::from_sec1(self.spire_ring.public_key().as_ref())
+            .expect("public key");
+        let mut jwk = key.to_jwk();
+        if let Some(m) = jwk.as_object_mut() {
+            m.remove("use");
+            m.remove("alg");
+            m.insert("kid".into(), SPIRE_KID.into());
+        }
+        let jwks = format!(r#"{{"keys":[{jwk}]}}"#);
+        JwtBundle::from_jwks(SPIRE_TRUST_DOMAIN.parse().expect("td"), jwks.as_bytes())
+            .expect("JWKS")
+    }
+
+    /// A verifier over two trust domains: `example.org` per identity
+    /// (`bundle(size)`) and `spire.test` per domain.
+    pub fn federated_verifier(&self, size: usize) -> Verifier {
+        Verifier::builder()
+            .bundle("bundle.json", &self.bundle(size))
+            .expect("example.org")
+            .jwt_bundle("spire.test.json", &self.spire_bundle())
+            .expect("spire.test")
+            .build()
+    }
+
+    /// A token as SPIRE mints it (`aud` an array, the issuer's `kid`), from
+    /// `spiffe://spire.test/orders` to [`SPIRE_BILLING`], valid for an hour.
+    pub fn spire_token(&self) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let now = spiffile_svid::unix_now().expect("clock");
+        let header = format!(r#"{{"alg":"ES256","kid":"{SPIRE_KID}","typ":"JWT"}}"#);
+        let claims = format!(
+            r#"{{"aud":["{SPIRE_BILLING}"],"exp":{},"iat":{now},"sub":"spiffe://spire.test/orders"}}"#,
+            now + 3600
+        );
+        let input = format!("{}.{}", b64.encode(header), b64.encode(claims));
+        let sig = self
+            .spire_ring
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .expect("sign");
+        format!("{input}.{}", b64.encode(sig.as_ref()))
     }
 }
 
