@@ -238,6 +238,11 @@ pub fn detect_format(bytes: &[u8]) -> Result<BundleFormat, FormatError> {
     if let Some(format) = scan.decided {
         return Ok(format);
     }
+    // A half-written spiffile bundle (`{"trust_domain": "example.org", `):
+    // its own parser says what is wrong, where.
+    if result.is_err() && scan.trust_domain_member {
+        return Ok(BundleFormat::Spiffile);
+    }
     if let Err(e) = result {
         return Err(if e.classify() == serde_json::error::Category::Data {
             FormatError::NotAnObject

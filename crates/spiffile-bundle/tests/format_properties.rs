@@ -48,7 +48,8 @@ fn jwk() -> impl Strategy<Value = serde_json::Value> {
     )
         .prop_map(|(p, kid, use_, alg)| {
             let (x, y) = POINTS[p];
-            let mut k = serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid});
+            let mut k =
+                serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid});
             if let Some(u) = use_ {
                 k["use"] = u.into();
             }

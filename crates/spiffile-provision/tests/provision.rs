@@ -185,7 +185,7 @@ fn rotate_keeps_or_drops_old_keys_and_tokens_follow() {
 
     orders.reload().unwrap();
     billing.reload().unwrap();
-    assert_eq!(orders.kid(), r2.kid);
+    assert_eq!(orders.kid(), Some(r2.kid.clone()));
     let new_token = orders.token(billing.id()).unwrap();
     assert_eq!(billing.verify(&old_token).unwrap().id(), ORDERS);
     assert_eq!(billing.verify(&new_token).unwrap().id(), ORDERS);

@@ -3,9 +3,9 @@
 use std::io;
 use std::path::PathBuf;
 
-use spiffile_bundle::BundleError;
+use spiffile_bundle::{BundleError, FormatError};
 use spiffile_id::{IdError, SpiffeId, TrustDomain};
-use spiffile_svid::{KeyError, Reason, TokenError};
+use spiffile_svid::{KeyError, MissingJwtSvid, Reason, TokenError, TrustSetError};
 
 /// Everything that can go wrong in `spiffile`, one variant per kind of
 /// problem, so a program can match on the reason.
@@ -105,6 +105,102 @@ pub enum Error {
     /// themselves are the variants above, never this one.
     #[error(transparent)]
     Watch(spiffile_watch::WatchError<std::convert::Infallible>),
+    /// A bundle file that is a SPIFFE bundle or a JWT bundle set (or in no
+    /// format at all) cannot be used. (A spiffile bundle's own faults are
+    /// [`Error::InvalidBundle`].)
+    #[error("invalid bundle {}: {source}", path.display())]
+    InvalidBundleFormat {
+        /// The bundle file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: FormatError,
+    },
+    /// The bundles cannot be combined into one trust set: a trust domain
+    /// offered by two files (both are named).
+    #[error(transparent)]
+    TrustSet(TrustSetError),
+    /// No bundle provides the identity's own trust domain.
+    #[error(
+        "identity `{id}` is in trust domain `{}`, which none of the bundles provides (they provide: {})",
+        id.trust_domain(),
+        list(trusted)
+    )]
+    OwnTrustDomainNotTrusted {
+        /// The workload's own ID.
+        id: SpiffeId,
+        /// The trust domains the bundles provide.
+        trusted: Vec<TrustDomain>,
+    },
+    /// A file of the JWT-SVID directory starts like a token but is not a
+    /// usable one (empty or half-written while spiffe-helper rewrites it, or
+    /// of a shape verifiers refuse).
+    #[error("JWT-SVID file {}: {source}", path.display())]
+    InvalidJwtSvid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the token.
+        source: TokenError,
+    },
+    /// A JWT-SVID of the directory is for another workload than this one.
+    #[error("{0}")]
+    JwtSvidForAnotherWorkload(Box<ForeignJwtSvid>),
+    /// The JWT-SVID directory holds no usable token for an audience.
+    #[error(
+        "no JWT-SVID to present to `{audience}` in {}: {problem}{}",
+        dir.display(),
+        if matches!(problem, MissingJwtSvid::NoToken) {
+            " (spiffe-helper's `jwt_svids` lists the audiences it fetches)"
+        } else {
+            " (is spiffe-helper running?)"
+        }
+    )]
+    NoJwtSvid {
+        /// The audience asked for.
+        audience: SpiffeId,
+        /// The JWT-SVID directory.
+        dir: PathBuf,
+        /// Why there is none.
+        problem: MissingJwtSvid,
+    },
+    /// The identity has no private key and no JWT-SVID directory: it can
+    /// verify tokens, not present any.
+    #[error(
+        "cannot mint a token for `{audience}`: this identity has no private key (no SPIFFILE_KEY_FILE) and no JWT-SVID directory (SPIFFILE_JWT_SVID_DIR); it verifies tokens but cannot present any"
+    )]
+    NoSigningKey {
+        /// The audience asked for.
+        audience: SpiffeId,
+    },
+}
+
+/// A JWT-SVID file whose `sub` is not this workload (see
+/// [`Error::JwtSvidForAnotherWorkload`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "JWT-SVID file {} is for `{sub}`, but this workload is `{expected}` (from {})",
+    path.display(),
+    expected_from.display()
+)]
+#[non_exhaustive]
+pub struct ForeignJwtSvid {
+    /// The token file.
+    pub path: PathBuf,
+    /// Its `sub`.
+    pub sub: SpiffeId,
+    /// This workload's SPIFFE ID.
+    pub expected: SpiffeId,
+    /// Where that came from: the identity file, or another token file.
+    pub expected_from: PathBuf,
+}
+
+fn list(tds: &[TrustDomain]) -> String {
+    if tds.is_empty() {
+        return "none".into();
+    }
+    tds.iter()
+        .map(|t| format!("`{t}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Error {

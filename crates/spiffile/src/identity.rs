@@ -1,23 +1,39 @@
 //! The application-level API: one workload identity.
 
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use spiffile_bundle::{Bundle, MAX_BUNDLE_BYTES};
+use spiffile_bundle::MAX_BUNDLE_BYTES;
 use spiffile_id::SpiffeId;
 use spiffile_svid::{
-    Caller, DEFAULT_TOKEN_REUSE_FRACTION, DEFAULT_TTL, DEFAULT_VERIFY_CACHE_CAPACITY, Signer,
-    Verifier, VerifyOptions,
+    Caller, DEFAULT_TOKEN_REUSE_FRACTION, DEFAULT_TTL, DEFAULT_VERIFY_CACHE_CAPACITY, JwtSvidSet,
+    Signer, Verifier, VerifyOptions, unix_now,
 };
-use spiffile_watch::{WatchOptions, Watched};
+use spiffile_watch::{DirSource, WatchOptions, Watched};
 
 use crate::Error;
 use crate::files::{
     IdentityFiles, MAX_ID_FILE_BYTES, MAX_KEY_FILE_BYTES, read_limited, warn_if_exposed,
 };
+use crate::presented::{combine_tokens, no_identity, parse_token_file};
+use crate::sources::{BundleSource, IdentitySources};
 use crate::status::{FileStatus, Status};
+use crate::trust::{Own, build_verifier, build_verifier_owned, file_name, parse_document};
+
+/// Largest file read from a JWT-SVID directory (spiffe-helper writes its
+/// X.509 files and bundles beside the tokens).
+const MAX_JWT_SVID_DIR_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Files of spiffe-helper's directory that are never tokens, not even read:
+/// certificates, keys, bundles, configuration.
+fn may_hold_a_token(name: &str) -> bool {
+    const NOT_TOKENS: [&str; 8] = [
+        ".pem", ".key", ".crt", ".der", ".json", ".conf", ".hcl", ".pid",
+    ];
+    !NOT_TOKENS.iter().any(|ext| name.ends_with(ext))
+}
 
 /// Settings of an [`Identity`], set with [`Identity::builder`].
 ///
@@ -150,9 +166,24 @@ impl IdentityBuilder {
         self
     }
 
-    /// Loads the identity named by the `SPIFFILE_*` environment variables.
+    /// Whether a token from a per-domain authority (SPIRE) whose `aud` names
+    /// several audiences is accepted when this workload is one of them
+    /// (default: no; a one-element array is always accepted).
+    ///
+    /// **This weakens replay protection**: a token for several audiences
+    /// can be replayed by any one of them against every other. Tokens from
+    /// spiffile (per-identity) bundles must carry one audience string
+    /// whatever this says. See
+    /// [`VerifyOptions::multiple_audiences`](spiffile_svid::VerifyOptions::multiple_audiences).
+    pub fn accept_multiple_audiences(mut self, accept: bool) -> Self {
+        self.verify = self.verify.multiple_audiences(accept);
+        self
+    }
+
+    /// Loads the identity named by the `SPIFFILE_*` environment variables
+    /// (see [`IdentitySources::from_vars`]).
     pub fn from_env(self) -> Result<Identity, Error> {
-        self.load(IdentityFiles::from_env()?)
+        self.load_sources(IdentitySources::from_env()?)
     }
 
     /// Loads the identity from three files.
@@ -177,7 +208,13 @@ impl IdentityBuilder {
 
     /// Loads the identity from the given files.
     pub fn load(self, files: IdentityFiles) -> Result<Identity, Error> {
-        let id = read_id(&files.id)?;
+        self.load_sources(files.into())
+    }
+
+    /// Loads the identity from any configuration: the profile's three
+    /// files, a bundle directory, SPIRE's files through spiffe-helper, a
+    /// verify-only identity (see [`IdentitySources`]).
+    pub fn load_sources(self, sources: IdentitySources) -> Result<Identity, Error> {
         let watch = if self.hot_reload {
             self.watch.clone()
         } else {
@@ -185,52 +222,129 @@ impl IdentityBuilder {
         };
         let caches = self.caches;
 
-        let (bundle_path, id_path, bundle_id) =
-            (files.bundle.clone(), files.id.clone(), id.clone());
-        let verifier = Watched::new(
-            &files.bundle,
-            move |bytes: &[u8]| {
-                parse_bundle(bytes, &bundle_path, &bundle_id, &id_path).map(|v| caches.verifier(v))
-            },
-            watch.clone().max_size(MAX_BUNDLE_BYTES as u64),
-        )
-        .map_err(Error::from_watch)?;
-
-        let (key_path, key_id) = (files.key.clone(), id.clone());
-        let signer = Watched::new(
-            &files.key,
-            move |bytes: &[u8]| {
-                warn_if_exposed(&key_path);
-                parse_key(bytes, &key_path, &key_id).map(|k| caches.signer(k))
-            },
-            watch.clone().max_size(MAX_KEY_FILE_BYTES),
-        )
-        .map_err(Error::from_watch)?;
-
-        let id_watch = if self.hot_reload {
-            Some(watch_id_file(&files.id, &id, watch)?)
-        } else {
-            None
+        // Who this workload is: the identity file, or its tokens' `sub`.
+        let own = Arc::new(OnceLock::new());
+        if let Some(path) = &sources.id_file {
+            let id = read_id(path)?;
+            let _ = own.set(Own {
+                id,
+                from: path.clone(),
+            });
+        }
+        // What it presents: its tokens from SPIRE, or those it mints.
+        let presenter = match (&sources.jwt_svid_dir, &sources.key_file) {
+            (Some(dir), _) => {
+                let own = Arc::clone(&own);
+                let set = Watched::dir(
+                    DirSource::new(dir).filter(may_hold_a_token),
+                    parse_token_file,
+                    move |entries| combine_tokens(entries, &own),
+                    watch.clone().max_size(MAX_JWT_SVID_DIR_FILE_BYTES),
+                )
+                .map_err(Error::from_watch)?;
+                Presenter::JwtSvids {
+                    dir: dir.clone(),
+                    set,
+                }
+            }
+            (None, Some(key_path)) => {
+                let Some(own) = own.get() else {
+                    return Err(Error::NotConfigured(format!(
+                        "the key file {} is given without an identity file: set SPIFFILE_ID_FILE",
+                        key_path.display()
+                    )));
+                };
+                let (key_path, key_id) = (key_path.clone(), own.id.clone());
+                let signer = Watched::new(
+                    key_path.clone(),
+                    move |bytes: &[u8]| {
+                        warn_if_exposed(&key_path);
+                        parse_key(bytes, &key_path, &key_id).map(|k| caches.signer(k))
+                    },
+                    watch.clone().max_size(MAX_KEY_FILE_BYTES),
+                )
+                .map_err(Error::from_watch)?;
+                Presenter::Key(signer)
+            }
+            (None, None) => Presenter::Nothing,
         };
-        if !verifier.load().contains(id.as_str()) {
-            tracing::warn!(
+        let own = match own.get() {
+            Some(own) => own.clone(),
+            None => {
+                return Err(no_identity(
+                    sources.jwt_svid_dir.clone().unwrap_or_default(),
+                ));
+            }
+        };
+
+        // What it trusts.
+        let verifier = watch_bundles(&sources.bundle, &own, caches, &watch)?;
+
+        let id_watch = match (&sources.id_file, self.hot_reload) {
+            (Some(path), true) => Some(watch_id_file(path, &own.id, watch)?),
+            _ => None,
+        };
+        let id = own.id;
+        match &presenter {
+            Presenter::Key(_) if !verifier.load().contains(id.as_str()) => tracing::warn!(
                 target: "spiffile",
                 "identity `{id}` has no keys in the bundle {}: peers will refuse its tokens until it is added",
-                files.bundle.display()
-            );
+                sources.bundle.path().display()
+            ),
+            Presenter::Nothing => tracing::warn!(
+                target: "spiffile",
+                "identity `{id}` has no private key and no JWT-SVID directory: it verifies tokens but cannot present any"
+            ),
+            _ => {}
         }
         Ok(Identity {
             inner: Arc::new(Inner {
                 id,
-                files,
+                sources,
                 ttl: self.ttl,
                 verify: self.verify,
                 verifier,
-                signer,
+                presenter,
                 _id_watch: id_watch,
             }),
         })
     }
+}
+
+/// Follows the bundle file or directory: every document in any format, one
+/// verifier over all of them.
+fn watch_bundles(
+    source: &BundleSource,
+    own: &Own,
+    caches: Caches,
+    watch: &WatchOptions,
+) -> Result<Watched<Verifier, Error>, Error> {
+    let own = own.clone();
+    let options = watch.clone().max_size(MAX_BUNDLE_BYTES as u64);
+    let watched = match source {
+        BundleSource::File { path, trust_domain } => {
+            let (path, td) = (path.clone(), trust_domain.clone());
+            let name = file_name(&path).to_owned();
+            Watched::new(
+                path.clone(),
+                move |bytes: &[u8]| {
+                    let doc = parse_document(bytes, &name, &path, td.as_ref())?;
+                    build_verifier_owned(&path, doc, &own).map(|v| caches.verifier(v))
+                },
+                options,
+            )
+        }
+        BundleSource::Dir(dir) => Watched::dir(
+            DirSource::new(dir).pattern("*.json"),
+            |file| parse_document(file.bytes(), file.name(), file.path(), None),
+            move |entries| {
+                build_verifier(entries.iter().map(|e| (e.path(), &**e.value())), &own)
+                    .map(|v| caches.verifier(v))
+            },
+            options,
+        ),
+    };
+    watched.map_err(Error::from_watch)
 }
 
 /// The identity file is read once: a process cannot change who it is. If
@@ -273,28 +387,6 @@ pub(crate) fn read_id(path: &Path) -> Result<SpiffeId, Error> {
     })
 }
 
-/// Parses a bundle document and prepares it for verification.
-pub(crate) fn parse_bundle(
-    bytes: &[u8],
-    path: &Path,
-    id: &SpiffeId,
-    id_path: &Path,
-) -> Result<Verifier, Error> {
-    let bundle = Bundle::from_json(bytes).map_err(|source| Error::InvalidBundle {
-        path: path.to_owned(),
-        source,
-    })?;
-    if bundle.trust_domain() != id.trust_domain() {
-        return Err(Error::TrustDomainMismatch {
-            id: id.clone(),
-            path: id_path.to_owned(),
-            bundle_trust_domain: bundle.trust_domain().clone(),
-        });
-    }
-    // Consumed, so that the bundle is freed as the verifier is built.
-    Ok(Verifier::from_bundle(bundle))
-}
-
 /// Parses a private key file into a signer for `id`.
 pub(crate) fn parse_key(bytes: &[u8], path: &Path, id: &SpiffeId) -> Result<Signer, Error> {
     Signer::from_pkcs8_pem(id.clone(), bytes).map_err(|source| Error::Key {
@@ -303,13 +395,26 @@ pub(crate) fn parse_key(bytes: &[u8], path: &Path, id: &SpiffeId) -> Result<Sign
     })
 }
 
+/// What an identity presents to the services it calls.
+enum Presenter {
+    /// Tokens it mints with its own key (spiffile).
+    Key(Watched<Signer, Error>),
+    /// Tokens a central issuer gave it (SPIRE, through spiffe-helper).
+    JwtSvids {
+        dir: PathBuf,
+        set: Watched<JwtSvidSet, Error>,
+    },
+    /// Nothing: a verify-only identity.
+    Nothing,
+}
+
 struct Inner {
     id: SpiffeId,
-    files: IdentityFiles,
+    sources: IdentitySources,
     ttl: Duration,
     verify: VerifyOptions,
     verifier: Watched<Verifier, Error>,
-    signer: Watched<Signer, Error>,
+    presenter: Presenter,
     /// Kept alive only to warn when the identity file changes.
     _id_watch: Option<Watched<(), Error>>,
 }
@@ -337,7 +442,7 @@ impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identity")
             .field("id", &self.inner.id)
-            .field("files", &self.inner.files)
+            .field("sources", &self.inner.sources)
             .finish_non_exhaustive()
     }
 }
@@ -370,28 +475,55 @@ impl Identity {
         &self.inner.id
     }
 
-    /// The files this identity was loaded from.
-    pub fn files(&self) -> &IdentityFiles {
-        &self.inner.files
+    /// Where this identity's files are.
+    pub fn sources(&self) -> &IdentitySources {
+        &self.inner.sources
     }
 
-    /// The `kid` of the current signing key.
-    pub fn kid(&self) -> String {
-        self.inner.signer.load().kid().to_owned()
+    /// The `kid` of the current signing key; `None` for an identity without
+    /// a key (it presents SPIRE's tokens, or only verifies).
+    pub fn kid(&self) -> Option<String> {
+        match &self.inner.presenter {
+            Presenter::Key(signer) => Some(signer.load().kid().to_owned()),
+            _ => None,
+        }
     }
 
-    /// A token for calling `audience`, with the configured lifetime (60 s
-    /// by default). A token minted for the same audience is reused while it
-    /// has more than half its lifetime left (see
-    /// [`IdentityBuilder::token_reuse_fraction`]).
+    /// A token for calling `audience`.
+    ///
+    /// * With a key: minted with the configured lifetime (60 s by default);
+    ///   a token minted for the same audience is reused while it has more
+    ///   than half its lifetime left (see
+    ///   [`IdentityBuilder::token_reuse_fraction`]).
+    /// * With a JWT-SVID directory (SPIRE): the freshest unexpired token of
+    ///   the directory for that audience; none is [`Error::NoJwtSvid`],
+    ///   naming the audience and the directory.
+    /// * With neither: [`Error::NoSigningKey`].
     pub fn token(&self, audience: &SpiffeId) -> Result<String, Error> {
         self.token_with_ttl(audience, self.inner.ttl)
     }
 
     /// A token for calling `audience`, valid for `ttl` (reused like
-    /// [`Identity::token`]).
+    /// [`Identity::token`]). Tokens from a JWT-SVID directory keep the
+    /// lifetime SPIRE gave them: `ttl` is not used for them.
     pub fn token_with_ttl(&self, audience: &SpiffeId, ttl: Duration) -> Result<String, Error> {
-        Ok(self.inner.signer.load().mint_or_reuse(audience, ttl)?)
+        match &self.inner.presenter {
+            Presenter::Key(signer) => Ok(signer.load().mint_or_reuse(audience, ttl)?),
+            Presenter::JwtSvids { dir, set } => {
+                let now = unix_now()?;
+                match set.load().freshest(audience.as_str(), now) {
+                    Ok(svid) => Ok(svid.token().to_owned()),
+                    Err(problem) => Err(Error::NoJwtSvid {
+                        audience: audience.clone(),
+                        dir: dir.clone(),
+                        problem,
+                    }),
+                }
+            }
+            Presenter::Nothing => Err(Error::NoSigningKey {
+                audience: audience.clone(),
+            }),
+        }
     }
 
     /// Verifies an inbound token addressed to this workload and returns the
@@ -413,24 +545,38 @@ impl Identity {
             .verify(token, audience, &self.inner.verify)?)
     }
 
-    /// Re-reads the key and bundle files now. A file that cannot be used
+    /// Re-reads every file and directory now. One that cannot be used
     /// leaves its current snapshot in place and is reported as the error.
     ///
     /// With hot reload on (the default) this is never needed; it makes a
     /// change visible synchronously, e.g. in tests.
     pub fn reload(&self) -> Result<(), Error> {
-        let bundle = self.inner.verifier.reload();
-        let key = self.inner.signer.reload();
-        bundle.and(key).map(drop).map_err(Error::from_watch)
+        let bundle = self.inner.verifier.reload().map(drop);
+        let presented = match &self.inner.presenter {
+            Presenter::Key(signer) => signer.reload().map(drop),
+            Presenter::JwtSvids { set, .. } => set.reload().map(drop),
+            Presenter::Nothing => Ok(()),
+        };
+        bundle.and(presented).map_err(Error::from_watch)
     }
 
-    /// The generation, load time and health of the bundle and key, for
-    /// health endpoints and metrics.
+    /// The generation, load time and health of every file and directory in
+    /// play (bundles, key, JWT-SVIDs, identity file), for health endpoints
+    /// and metrics.
     pub fn status(&self) -> Status {
-        Status {
-            bundle: FileStatus::of(self.inner.verifier.status()),
-            key: FileStatus::of(self.inner.signer.status()),
-        }
+        let inner = &self.inner;
+        let bundle = inner.verifier.status();
+        let (key, jwt_svids) = match &inner.presenter {
+            Presenter::Key(signer) => (Some(FileStatus::of(signer.status())), None),
+            Presenter::JwtSvids { set, .. } => (None, Some(set.status())),
+            Presenter::Nothing => (None, None),
+        };
+        Status::new(
+            bundle,
+            key,
+            jwt_svids,
+            inner._id_watch.as_ref().map(|w| FileStatus::of(w.status())),
+        )
     }
 
     /// The current bundle generation: 1 at startup, +1 for each change
@@ -440,9 +586,19 @@ impl Identity {
         self.inner.verifier.generation()
     }
 
-    /// The current key generation (see [`Identity::bundle_generation`]).
+    /// The current key generation (see [`Identity::bundle_generation`]); 0
+    /// for an identity without a key.
     pub fn key_generation(&self) -> u64 {
-        self.inner.signer.generation()
+        match &self.inner.presenter {
+            Presenter::Key(signer) => signer.generation(),
+            _ => 0,
+        }
+    }
+
+    /// The trust domains this identity verifies tokens of, each with its
+    /// kind of authority, source file and keys.
+    pub fn trust_domains(&self) -> Vec<spiffile_svid::TrustDomainInfo> {
+        self.inner.verifier.load().trust_domains().collect()
     }
 }
 

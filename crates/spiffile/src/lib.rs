@@ -26,17 +26,23 @@
 mod error;
 mod files;
 mod identity;
+mod presented;
 pub mod provision;
+mod sources;
 mod status;
+mod trust;
 
 pub use spiffile_bundle as bundle;
 pub use spiffile_id as id;
 pub use spiffile_svid as svid;
 pub use spiffile_watch as watch;
 
-pub use error::Error;
+pub use error::{Error, ForeignJwtSvid};
 pub use files::{ENV_BUNDLE_FILE, ENV_DIR, ENV_ID_FILE, ENV_KEY_FILE, IdentityFiles};
 pub use identity::{Identity, IdentityBuilder};
+pub use sources::{
+    BundleSource, ENV_BUNDLE_DIR, ENV_BUNDLE_TRUST_DOMAIN, ENV_JWT_SVID_DIR, IdentitySources,
+};
 pub use spiffile_id::{SpiffeId, TrustDomain};
 pub use spiffile_svid::{Caller, Claims, Reason, TokenError};
 pub use status::{FileStatus, Status};

@@ -106,7 +106,7 @@ fn a_reloaded_bundle_revokes_cached_tokens() {
     let fresh = orders.token(billing.id()).unwrap();
     assert!(billing.verify(&fresh).is_ok());
     assert!(billing.verify(&fresh).is_ok());
-    let kid = orders.kid();
+    let kid = orders.kid().unwrap();
     let other = generate_pkcs8_pem().unwrap();
     root.bundle
         .add_key(
@@ -147,7 +147,7 @@ fn a_new_key_is_never_paired_with_an_old_token() {
         .decode(header)
         .unwrap();
     let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
-    assert_eq!(header["kid"], orders.kid().as_str());
+    assert_eq!(header["kid"], orders.kid().unwrap().as_str());
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn identities_share_one_watcher_thread() {
     wait_for("events on", || {
         identities
             .iter()
-            .all(|i| i.status().bundle.events && i.status().key.events)
+            .all(|i| i.status().bundle.events && i.status().key.is_some_and(|k| k.events))
     });
     assert_eq!(threads("spiffile-watch"), 1, "20 identities, one worker");
     assert_eq!(threads("notify-rs"), 1);
