@@ -1,11 +1,12 @@
-//! `spiffile bundle check` and `spiffile bundle fmt`: a bundle file
-//! validated and summarized, or rewritten in the canonical form.
+//! `spiffile bundle check` and `spiffile bundle fmt`: bundles in any format
+//! validated and summarized (see `bundle_check.rs`), or a spiffile bundle
+//! rewritten in the canonical form.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use spiffile::bundle::{Bundle, MAX_BUNDLE_BYTES, WarningKind};
+use spiffile::bundle::{Bundle, BundleFormat, MAX_BUNDLE_BYTES, detect_format};
 use spiffile::provision;
 
 use crate::output::{Failure, out};
@@ -13,15 +14,27 @@ use crate::output::{Failure, out};
 /// The `spiffile bundle` commands.
 #[derive(Debug, Subcommand)]
 pub enum BundleCommand {
-    /// Validate a bundle and summarize it (identities, keys, kids, warnings);
-    /// exit 1 on problems.
-    #[command(after_help = "Example:\n  spiffile bundle check ./idroot/bundle.json")]
+    /// Validate bundles in any format (spiffile bundle, SPIFFE bundle/JWKS,
+    /// spiffe-helper's JWT bundle set) and summarize them: per trust domain
+    /// the kind of authority, its keys, its sequence; every problem. Exit 1
+    /// on problems.
+    #[command(
+        after_help = "FILE|DIR: a bundle file, or a directory whose every *.json is one (a trust domain two\nfiles offer is a problem).\n\nExamples:\n  spiffile bundle check ./idroot/bundle.json\n  spiffile bundle check /run/spire/jwt_bundle.json --json\n  spiffile bundle check /etc/spiffe/bundles\n  spiffile bundle check spire-bundle.jwks --trust-domain spire.test"
+    )]
     Check {
-        /// The bundle file.
-        file: PathBuf,
+        /// The bundle file, or a directory of bundles.
+        #[arg(value_name = "FILE|DIR")]
+        path: PathBuf,
+        /// The trust domain of a SPIFFE bundle (JWKS) file not named
+        /// <trust-domain>.json.
+        #[arg(long, value_name = "TRUST_DOMAIN")]
+        trust_domain: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// Rewrite a bundle in the canonical form (sorted, 2-space indent),
-    /// atomically.
+    /// Rewrite a spiffile bundle in the canonical form (sorted, 2-space
+    /// indent), atomically.
     #[command(after_help = "Example:\n  spiffile bundle fmt ./idroot/bundle.json")]
     Fmt {
         /// The bundle file.
@@ -33,13 +46,17 @@ impl BundleCommand {
     /// Runs `spiffile bundle check` or `spiffile bundle fmt`.
     pub fn run(self) -> Result<(), Failure> {
         match self {
-            BundleCommand::Check { file } => check(&file),
+            BundleCommand::Check {
+                path,
+                trust_domain,
+                json,
+            } => crate::bundle_check::check(&path, trust_domain.as_deref(), json),
             BundleCommand::Fmt { file } => fmt(&file),
         }
     }
 }
 
-fn read_bundle_file(file: &Path) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_bundle_file(file: &Path) -> Result<Vec<u8>, Failure> {
     let meta = std::fs::metadata(file)
         .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
     if !meta.is_file() {
@@ -57,70 +74,16 @@ fn read_bundle_file(file: &Path) -> Result<Vec<u8>, Failure> {
     Ok(buf)
 }
 
-fn check(file: &Path) -> Result<(), Failure> {
-    let bytes = read_bundle_file(file)?;
-    let bundle = Bundle::from_json_quiet(&bytes)
-        .map_err(|e| Failure::failed(format!("{}: {e}", file.display())))?;
-    let keys: usize = bundle.identities().map(|(_, k)| k.len()).sum();
-    out(&format!(
-        "{}: trust domain {}, {} identit{}, {keys} key{}",
-        file.display(),
-        bundle.trust_domain(),
-        bundle.len(),
-        if bundle.len() == 1 { "y" } else { "ies" },
-        if keys == 1 { "" } else { "s" },
-    ));
-    for (id, keys) in bundle.identities() {
-        out(&format!("  {id}"));
-        for k in keys {
-            out(&format!("    kid {}", k.kid()));
-        }
-    }
-    let (mut problems, mut skipped) = (0, 0);
-    for w in bundle.warnings().iter().chain(&bundle.lint()) {
-        let serious = w.kind != WarningKind::Advice;
-        problems += usize::from(serious);
-        skipped += usize::from(w.kind.is_skip());
-        out(&format!(
-            "  {}: {w}",
-            if serious { "problem" } else { "advice" }
-        ));
-    }
-    // Compared as it is written: the canonical text of a large bundle is
-    // never built just to be compared.
-    if problems == 0 && !bundle.is_canonical(&bytes) {
-        out(&format!(
-            "  note: not in the canonical form (`spiffile bundle fmt {}` rewrites it)",
-            file.display()
-        ));
-    }
-    if problems > 0 {
-        let shared = problems - skipped;
-        let mut what = Vec::new();
-        if skipped > 0 {
-            what.push(format!(
-                "{skipped} entr{} skipped (verifiers refuse the tokens they concern)",
-                if skipped == 1 { "y" } else { "ies" }
-            ));
-        }
-        if shared > 0 {
-            what.push(format!(
-                "{shared} public key{} bound to more than one identity (verifiers accept {} for each)",
-                if shared == 1 { "" } else { "s" },
-                if shared == 1 { "it" } else { "them" }
-            ));
-        }
-        return Err(Failure::failed(format!(
-            "{}: {}",
-            file.display(),
-            what.join("; ")
-        )));
-    }
-    Ok(())
-}
-
 fn fmt(file: &Path) -> Result<(), Failure> {
     let bytes = read_bundle_file(file)?;
+    if let Ok(format) = detect_format(&bytes)
+        && format != BundleFormat::Spiffile
+    {
+        return Err(Failure::failed(format!(
+            "{}: not rewritten: it is a {format}; only spiffile bundles have a canonical form here",
+            file.display()
+        )));
+    }
     let bundle = Bundle::from_json_quiet(&bytes)
         .map_err(|e| Failure::failed(format!("{}: {e}", file.display())))?;
     let skipped: Vec<String> = bundle

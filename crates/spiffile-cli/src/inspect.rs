@@ -8,20 +8,42 @@ use serde_json::{Map, Value};
 
 use crate::output::{Failure, out};
 use crate::token_input::{TokenInput, read_token};
+use crate::trust_view;
 
 /// Decode a token WITHOUT verifying it (header, claims, dates, remaining
-/// lifetime), or show a PEM certificate chain (SPIFFE ID, validity, issuer,
-/// key usage, whether it is a valid X.509-SVID).
+/// lifetime; with bundles configured, which trust domain and authority it
+/// would be checked by), list the tokens of spiffe-helper's directory, or
+/// show a PEM certificate chain (SPIFFE ID, validity, issuer, key usage,
+/// whether it is a valid X.509-SVID).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "A token's output is labelled UNVERIFIED: anyone can write these values.\n\nExamples:\n  spiffile inspect \"$TOKEN\"\n  spiffile inspect ./idroot/services/orders/svid.pem --bundle ./idroot/bundle.pem"
+    after_help = "A token's output is labelled UNVERIFIED: anyone can write these values.\n\nWith bundles configured (--bundle-file, --bundle-dir, or SPIFFILE_BUNDLE_FILE,\nSPIFFILE_BUNDLE_DIR, SPIFFILE_DIR), a `trust:` section says which trust domain, authority and\nfile the token's sub selects, and whether its kid and aud fit that authority.\n\nExamples:\n  spiffile inspect \"$TOKEN\"\n  spiffile inspect /run/spire/billing.token --bundle-file /run/spire/jwt_bundle.json\n  spiffile inspect --jwt-svid-dir /run/spire\n  spiffile inspect ./idroot/services/orders/svid.pem --bundle ./idroot/bundle.pem"
 )]
 pub struct InspectArgs {
-    /// The token, a PEM certificate file, or `-` for standard input (the default).
+    /// The token, a file holding one (spiffe-helper's), a PEM certificate
+    /// file, or `-` for standard input (the default).
     token: Option<OsString>,
     /// For a certificate: also validate its chain against this PEM bundle.
     #[arg(long, value_name = "FILE")]
     bundle: Option<std::path::PathBuf>,
+    /// For a token: the JWT bundles to place it against (any format).
+    #[arg(long, value_name = "FILE", conflicts_with = "bundle_dir")]
+    bundle_file: Option<std::path::PathBuf>,
+    /// For a token: a directory of JWT bundles to place it against.
+    #[arg(long, value_name = "DIR")]
+    bundle_dir: Option<std::path::PathBuf>,
+    /// The trust domain of a SPIFFE bundle (JWKS) file not named
+    /// <trust-domain>.json.
+    #[arg(long, value_name = "TRUST_DOMAIN")]
+    bundle_trust_domain: Option<String>,
+    /// List the JWT-SVIDs of spiffe-helper's directory (DIR, or
+    /// SPIFFILE_JWT_SVID_DIR when no DIR is given) instead of a token.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, conflicts_with = "token")]
+    jwt_svid_dir: Option<Option<std::path::PathBuf>>,
+    /// With --jwt-svid-dir: only the token `spiffile token` would present to
+    /// this audience.
+    #[arg(long, value_name = "SPIFFE_ID", requires = "jwt_svid_dir")]
+    audience: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -33,6 +55,23 @@ const MAX_PEM: u64 = 1024 * 1024;
 impl InspectArgs {
     /// Runs `spiffile inspect`.
     pub fn run(self) -> Result<(), Failure> {
+        if let Some(dir) = &self.jwt_svid_dir {
+            let dir = match dir {
+                Some(d) => d.clone(),
+                None => std::env::var_os(spiffile::ENV_JWT_SVID_DIR)
+                    .filter(|v| !v.is_empty())
+                    .map(std::path::PathBuf::from)
+                    .ok_or_else(|| {
+                        Failure::usage("--jwt-svid-dir without DIR needs SPIFFILE_JWT_SVID_DIR")
+                    })?,
+            };
+            return crate::jwt_svid_list::list(&dir, self.audience.as_deref(), self.json);
+        }
+        let trust = trust_view::configured_source(
+            self.bundle_file.as_deref(),
+            self.bundle_dir.as_deref(),
+            self.bundle_trust_domain.as_deref(),
+        );
         if let Some(arg) = &self.token {
             let path = std::path::Path::new(arg);
             if arg != "-" && path.is_file() {
@@ -41,8 +80,13 @@ impl InspectArgs {
                 if crate::x509_inspect::is_pem_certificate(&bytes) {
                     return crate::x509_inspect::inspect(&bytes, self.bundle.as_deref(), self.json);
                 }
+                // A token file, as spiffe-helper writes them.
+                if let Ok(Some(svid)) = spiffile::svid::JwtSvid::parse(&bytes) {
+                    let token = TokenInput::Text(svid.token().to_owned());
+                    return inspect(&token, trust.as_ref(), self.json);
+                }
                 return Err(Failure::usage(format!(
-                    "{} holds no PEM certificate; give a token as text",
+                    "{} holds no PEM certificate and no JWT; give a token as text",
                     path.display()
                 )));
             }
@@ -57,7 +101,7 @@ impl InspectArgs {
                 self.json,
             );
         }
-        inspect(&token, self.json)
+        inspect(&token, trust.as_ref(), self.json)
     }
 }
 
@@ -67,22 +111,37 @@ const UNVERIFIED: &str = "UNVERIFIED: decoded without checking the signature or 
 /// Largest token decoded.
 const MAX_TOKEN: usize = 64 * 1024;
 
-/// Decodes and prints a token.
-pub fn inspect(token: &TokenInput, json: bool) -> Result<(), Failure> {
+/// Decodes and prints a token, placed against `trust` when given.
+pub fn inspect(
+    token: &TokenInput,
+    trust: Option<&spiffile::BundleSource>,
+    json: bool,
+) -> Result<(), Failure> {
     let token = match token {
         TokenInput::Text(t) => t,
         TokenInput::Unusable(why) => return Err(Failure::failed(format!("cannot decode: {why}"))),
     };
     let decoded = decode(token).map_err(|e| Failure::failed(format!("cannot decode: {e}")))?;
     let now = spiffile::svid::unix_now().unwrap_or(0);
+    let placed = trust.map(|source| {
+        let (docs, errors) = trust_view::load(source);
+        let (lines, value) = trust_view::describe(&decoded.header, &decoded.claims, &docs);
+        (lines, value, errors)
+    });
     if json {
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "verified": false,
             "header": decoded.header,
             "claims": decoded.claims,
             "signature_bytes": decoded.signature_len,
             "now": now,
         });
+        if let Some((_, mut value, errors)) = placed {
+            if !errors.is_empty() {
+                value["bundle_errors"] = errors.into();
+            }
+            doc["trust"] = value;
+        }
         out(&doc.to_string());
         return Ok(());
     }
@@ -94,6 +153,15 @@ pub fn inspect(token: &TokenInput, json: bool) -> Result<(), Failure> {
     match decoded.signature_len {
         Some(n) => out(&format!("signature: {n} bytes (not checked)")),
         None => out("signature: not valid base64url"),
+    }
+    if let Some((lines, _, errors)) = placed {
+        out("trust (UNVERIFIED: the signature is not checked):");
+        for e in errors {
+            out(&format!("  bundle not read: {e}"));
+        }
+        for l in lines {
+            out(&format!("  {l}"));
+        }
     }
     Ok(())
 }
@@ -177,7 +245,7 @@ fn print_members(members: &Map<String, Value>, now: i64) {
     }
 }
 
-fn describe_time(key: &str, t: f64, now: i64) -> String {
+pub(crate) fn describe_time(key: &str, t: f64, now: i64) -> String {
     if !t.is_finite() || t.abs() > 253_402_300_799.0 {
         return "out of range".into();
     }

@@ -9,6 +9,7 @@
 
 mod add;
 mod bundle;
+mod bundle_check;
 mod cli;
 mod completions;
 mod demo;
@@ -16,6 +17,7 @@ mod env;
 mod identity_source;
 mod init;
 mod inspect;
+mod jwt_svid_list;
 #[cfg(feature = "k8s")]
 mod k8s;
 mod list;
@@ -24,6 +26,7 @@ mod remove;
 mod rotate;
 mod token;
 mod token_input;
+mod trust_view;
 mod verify;
 mod x509;
 mod x509_inspect;
