@@ -136,7 +136,8 @@ pub fn check(target: &Path, td: Option<&str>, as_json: bool) -> Result<(), Failu
         }
     }
     let failed = reports.iter().filter(|r| r.doc.is_err()).count();
-    let problems: usize = reports.iter().map(|r| r.problems.len()).sum::<usize>() + conflicts.len();
+    let shared: usize = reports.iter().map(|r| r.shared).sum();
+    let skipped: usize = reports.iter().map(|r| r.problems.len()).sum::<usize>() - shared;
     if as_json {
         out(&report_json(target, is_dir, &reports, &conflicts).to_string());
     } else {
@@ -148,34 +149,28 @@ pub fn check(target: &Path, td: Option<&str>, as_json: bool) -> Result<(), Failu
             target.display()
         )));
     }
-    if failed > 0 || problems > 0 {
+    if failed > 0 || skipped > 0 || shared > 0 || !conflicts.is_empty() {
         let mut what = Vec::new();
         if failed > 0 {
-            what.push(format!(
-                "{failed} file{} unusable",
-                if failed == 1 { "" } else { "s" }
-            ));
+            what.push(format!("{} unusable", plural(failed, "file", "files")));
         }
-        let shared: usize = reports.iter().map(|r| r.shared).sum();
-        let skipped: usize = reports.iter().map(|r| r.problems.len()).sum::<usize>() - shared;
         if skipped > 0 {
             what.push(format!(
-                "{skipped} entr{} skipped (verifiers refuse the tokens they concern)",
-                if skipped == 1 { "y" } else { "ies" }
+                "{} skipped (verifiers refuse the tokens concerned)",
+                plural(skipped, "entry", "entries")
             ));
         }
         if shared > 0 {
             what.push(format!(
-                "{shared} public key{} bound to more than one identity (verifiers accept {} for each)",
-                if shared == 1 { "" } else { "s" },
+                "{} bound to more than one identity (verifiers accept {} for each)",
+                plural(shared, "public key", "public keys"),
                 if shared == 1 { "it" } else { "them" }
             ));
         }
         if !conflicts.is_empty() {
             what.push(format!(
-                "{} trust domain{} offered by two files (a configuration error: verifiers keep their last good trust set)",
-                conflicts.len(),
-                if conflicts.len() == 1 { "" } else { "s" }
+                "{} offered twice (a verifier refuses this directory and keeps its last good trust set)",
+                plural(conflicts.len(), "trust domain", "trust domains")
             ));
         }
         let message = match (&reports[..], is_dir) {

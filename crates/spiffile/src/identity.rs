@@ -291,7 +291,9 @@ impl IdentityBuilder {
                 "identity `{id}` has no keys in the bundle {}: peers will refuse its tokens until it is added",
                 sources.bundle.path().display()
             ),
-            Presenter::Nothing => tracing::warn!(
+            // A verify-only identity is a configuration of its own, not a
+            // fault: said at info level, and by `token()` if it is asked.
+            Presenter::Nothing => tracing::info!(
                 target: "spiffile",
                 "identity `{id}` has no private key and no JWT-SVID directory: it verifies tokens but cannot present any"
             ),

@@ -55,6 +55,9 @@ pub fn cmd() -> Command {
         "SPIFFILE_ID_FILE",
         "SPIFFILE_KEY_FILE",
         "SPIFFILE_BUNDLE_FILE",
+        "SPIFFILE_BUNDLE_DIR",
+        "SPIFFILE_BUNDLE_TRUST_DOMAIN",
+        "SPIFFILE_JWT_SVID_DIR",
     ] {
         c.env_remove(var);
     }
