@@ -151,8 +151,17 @@ proptest! {
         prop_assert_eq!(detect_format(&text).unwrap(), BundleFormat::JwtBundleSet);
         let set = JwtBundleSet::from_json_quiet(&text).unwrap();
         prop_assert_eq!(set.len(), domains.len());
+        // What was kept round-trips; what was skipped (a repeated kid) is
+        // not written, so the rewritten set has nothing to warn about.
         let again = JwtBundleSet::from_json_quiet(set.to_json().as_bytes()).unwrap();
-        prop_assert_eq!(&again, &set);
+        prop_assert!(again.warnings().is_empty(), "{:?}", again.warnings());
+        prop_assert_eq!(again.len(), set.len());
+        for (a, b) in again.bundles().zip(set.bundles()) {
+            prop_assert_eq!(a.trust_domain(), b.trust_domain());
+            prop_assert_eq!(a.keys(), b.keys());
+            prop_assert_eq!(a.sequence(), b.sequence());
+            prop_assert_eq!(a.refresh_hint(), b.refresh_hint());
+        }
         let parsed = BundleDocument::from_json_quiet(&text, None).unwrap();
         prop_assert_eq!(parsed.domains().len(), domains.len());
     }
