@@ -207,6 +207,8 @@ fn instruction_counts(root: &Path, cargo: &std::ffi::OsStr) -> Result<Vec<(Strin
     for op in [
         "ring_verify",
         "verifier",
+        "verifier_federated",
+        "verifier_per_domain",
         "identity_fresh",
         "identity_cached",
         "ring_sign",
@@ -621,7 +623,13 @@ fn render(
         for (base, ops) in [
             (
                 "ring_verify",
-                &["verifier", "identity_fresh", "identity_cached"][..],
+                &[
+                    "verifier",
+                    "verifier_federated",
+                    "verifier_per_domain",
+                    "identity_fresh",
+                    "identity_cached",
+                ][..],
             ),
             (
                 "ring_sign",

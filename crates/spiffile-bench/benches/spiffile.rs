@@ -328,6 +328,11 @@ fn instruction_count_run(spec: &str) {
         .collect();
     let verifier = Verifier::new(&pair.bundle(10));
     let options = VerifyOptions::default();
+    // The trust set of two domains, and SPIRE-shaped tokens for its
+    // per-domain authority (made for every op, so "none" subtracts them).
+    let federated = pair.federated_verifier(10);
+    let spire_billing = spiffile_bench::id(spiffile_bench::SPIRE_BILLING);
+    let spire_tokens: Vec<String> = (0..n).map(|_| pair.spire_token()).collect();
     let dir = output_dir().join(format!("icount-{}", std::process::id()));
     pair.write_billing_dir(&dir, 10);
     let identity = Identity::builder().from_dir(&dir).expect("identity");
@@ -368,6 +373,20 @@ fn instruction_count_run(spec: &str) {
         "verifier" => {
             for t in &tokens {
                 black_box(verifier.verify(t, &billing, &options).expect("verify"));
+            }
+        }
+        "verifier_federated" => {
+            for t in &tokens {
+                black_box(federated.verify(t, &billing, &options).expect("verify"));
+            }
+        }
+        "verifier_per_domain" => {
+            for t in &spire_tokens {
+                black_box(
+                    federated
+                        .verify(t, &spire_billing, &options)
+                        .expect("verify"),
+                );
             }
         }
         "identity_fresh" => {

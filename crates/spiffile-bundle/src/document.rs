@@ -112,7 +112,9 @@ impl WarningKind {
     pub fn is_skip(self) -> bool {
         matches!(
             self,
-            WarningKind::SkippedIdentity | WarningKind::SkippedKey | WarningKind::SkippedTrustDomain
+            WarningKind::SkippedIdentity
+                | WarningKind::SkippedKey
+                | WarningKind::SkippedTrustDomain
         )
     }
 }
