@@ -83,7 +83,7 @@ async fn extract_writes_a_root_with_the_clusters_keys_and_never_overwrites() -> 
         .await?
         .status
         .unwrap_or_default();
-    assert_eq!(orders.kid(), status.key_id);
+    assert_eq!(orders.kid(), Some(status.key_id.clone()));
     let billing = spiffile::provision::load_identity(&root, "team/billing")?;
     let token = orders.token(billing.id())?;
     assert_eq!(billing.verify(&token)?.id(), orders.id());

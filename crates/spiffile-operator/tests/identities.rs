@@ -152,7 +152,7 @@ async fn orders_and_billing_interoperate_from_mounted_volumes() -> Result {
     billing.sync(&env, &ns.name, "billing-spiffile").await?;
     let orders_id = orders.load(&td)?;
     let billing_id = billing.load(&td)?;
-    assert_eq!(orders_id.kid(), status.key_id);
+    assert_eq!(orders_id.kid(), Some(status.key_id.clone()));
 
     let token = orders_id.token(billing_id.id())?;
     let caller = billing_id.verify(&token)?;
@@ -237,7 +237,7 @@ async fn rotation_overlaps_then_prunes_and_a_running_identity_follows() -> Resul
         Duration::from_secs(5),
         "orders' Identity to load the new key",
         || {
-            let ok = orders_id.kid() == st.key_id;
+            let ok = orders_id.kid().as_deref() == Some(st.key_id.as_str());
             async move { ok.then_some(()) }
         },
     )
