@@ -19,15 +19,21 @@ use spiffile_bench::{
     BILLING, ORDERS, Pair, id, output_dir, ring_verify, signing_input_and_signature,
 };
 use spiffile_bundle::Bundle;
-use spiffile_svid::{Verifier, VerifyOptions, unix_now};
+use spiffile_svid::{UnixTime, Verifier, VerifyOptions, danger};
 
 /// The bundle sizes of the scaling benchmarks.
 const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 
 fn mint(c: &mut Criterion, pair: &Pair) {
     let billing = id(BILLING);
-    let now = unix_now().expect("clock");
-    let token = pair.orders.mint_at(&billing, now, now + 60).expect("mint");
+    let now = UnixTime::now().expect("clock");
+    let token = danger::mint_at(
+        &pair.orders,
+        &billing,
+        now,
+        now.saturating_add(Duration::from_secs(60)),
+    )
+    .expect("mint");
     let (input, _) = signing_input_and_signature(&token);
     let rng = SystemRandom::new();
     let dir = output_dir().join("mint");
@@ -47,7 +53,14 @@ fn mint(c: &mut Criterion, pair: &Pair) {
         })
     });
     g.bench_function("signer_mint_at", |b| {
-        b.iter(|| pair.orders.mint_at(black_box(&billing), now, now + 60))
+        b.iter(|| {
+            danger::mint_at(
+                &pair.orders,
+                black_box(&billing),
+                now,
+                now.saturating_add(Duration::from_secs(60)),
+            )
+        })
     });
     g.bench_function("identity_token_fresh", |b| {
         b.iter(|| fresh.token(black_box(&billing)).expect("token"))
@@ -316,7 +329,7 @@ fn instruction_count_run(spec: &str) {
     let orders = Identity::builder().from_dir(&orders_dir).expect("identity");
     let sec1 = pair.orders.public_key().to_sec1();
     let rng = SystemRandom::new();
-    let now = unix_now().expect("clock");
+    let now = UnixTime::now().expect("clock");
     identity.verify(&tokens[0]).expect("verify");
     orders.token(&billing).expect("token");
     let bundle_json = if op == "bundle_load_10000x20" {
@@ -368,7 +381,15 @@ fn instruction_count_run(spec: &str) {
         }
         "signer_mint_at" => {
             for _ in &tokens {
-                black_box(pair.orders.mint_at(&billing, now, now + 60).expect("mint"));
+                black_box(
+                    danger::mint_at(
+                        &pair.orders,
+                        &billing,
+                        now,
+                        now.saturating_add(Duration::from_secs(60)),
+                    )
+                    .expect("mint"),
+                );
             }
         }
         "identity_token_cached" => {
@@ -410,7 +431,7 @@ fn paired_run(rounds: usize) {
         .expect("identity");
     let (jwt_key, jwt_validation, spiffe_set) = peers(&pair);
     let rng = SystemRandom::new();
-    let now = unix_now().expect("clock");
+    let now = UnixTime::now().expect("clock");
 
     let verify_ops: Vec<(&str, Op<'_>)> = vec![
         (
@@ -466,7 +487,15 @@ fn paired_run(rounds: usize) {
         (
             "mint/signer_mint_at",
             Box::new(|_, _| {
-                black_box(pair.orders.mint_at(&billing, now, now + 60).expect("mint"));
+                black_box(
+                    danger::mint_at(
+                        &pair.orders,
+                        &billing,
+                        now,
+                        now.saturating_add(Duration::from_secs(60)),
+                    )
+                    .expect("mint"),
+                );
             }),
         ),
         (

@@ -27,8 +27,13 @@ pub struct RotateArgs {
 impl RotateArgs {
     /// Runs `spiffile rotate`.
     pub fn run(self) -> Result<(), Failure> {
-        let r = provision::rotate_service(&self.root, &self.name, !self.revoke_old)
-            .map_err(Failure::failed)?;
+        let old_keys = if self.revoke_old {
+            provision::OldKeys::Revoke
+        } else {
+            provision::OldKeys::Keep
+        };
+        let r =
+            provision::rotate_service(&self.root, &self.name, old_keys).map_err(Failure::failed)?;
         print_notices(&r.notices);
         out(&format!("rotated {}: new kid {}", r.id, r.kid));
         out(&format!(

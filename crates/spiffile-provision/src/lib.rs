@@ -23,7 +23,7 @@
 //! assert_eq!(env.id.as_str(), "spiffe://example.org/orders");
 //! assert!(env.key_file.ends_with("services/orders/key.pem"));
 //!
-//! provision::rotate_service(root, "orders", true)?; // new key first, old key kept
+//! provision::rotate_service(root, "orders", provision::OldKeys::Keep)?; // new key first, old key kept
 //! // Services load these files with `spiffile::Identity::from_env()`, or with
 //! // `spiffile::provision::load_identity(root, "orders")` (the facade).
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -99,7 +99,7 @@ pub use init::init_root;
 pub use list::{ServiceInfo, ServiceStatus, list_services};
 pub use notice::Notice;
 pub use remove::{Removed, remove_service};
-pub use rotate::{Revoked, Rotated, revoke_old_keys, rotate_service};
+pub use rotate::{OldKeys, Revoked, Rotated, revoke_old_keys, rotate_service};
 pub use spiffile_svid::{KeyError, PrivateKeyPem, public_key_of_pem};
 
 /// The bundle file of a root.

@@ -13,7 +13,7 @@ use crate::cache::ShardedCache;
 use crate::encode::{claims_json, header_prefix};
 use crate::error::Error;
 use crate::key::{KeyError, PrivateKey};
-use crate::numeric_date::unix_now;
+use crate::numeric_date::UnixTime;
 
 /// Default token lifetime of [`Signer::mint`] callers (60 s).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
@@ -21,13 +21,31 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// discourages more than 300 s.
 pub const MAX_TTL: Duration = Duration::from_secs(86_400);
 
+/// The longest lifetime the profile recommends (300 s); longer ones are
+/// accepted, up to [`MAX_TTL`], but a stolen token stays usable that long.
+pub const RECOMMENDED_MAX_TTL: Duration = Duration::from_secs(300);
+
+/// Checks that `ttl` is a lifetime a [`Signer`] mints with: more than zero
+/// and at most [`MAX_TTL`]. Builders call it when they are built, so a bad
+/// setting fails at startup rather than at the first token.
+///
+/// ```
+/// use std::time::Duration;
+/// assert!(spiffile_svid::check_ttl(Duration::from_secs(60)).is_ok());
+/// let e = spiffile_svid::check_ttl(Duration::from_secs(100_000)).unwrap_err();
+/// assert_eq!(e.to_string(), "token lifetime must be between 1 s and 86400 s, not 100000 s");
+/// ```
+pub fn check_ttl(ttl: Duration) -> Result<(), Error> {
+    checked_ttl_secs(ttl).map(|_| ())
+}
+
 /// A token lifetime in whole seconds (rounded up), if it is one [`Signer`]
 /// mints with.
 fn checked_ttl_secs(ttl: Duration) -> Result<u64, Error> {
     if ttl.is_zero() || ttl > MAX_TTL {
         return Err(Error::InvalidTtl {
-            requested_ms: ttl.as_millis(),
-            max: MAX_TTL.as_secs(),
+            requested: ttl,
+            max: MAX_TTL,
         });
     }
     Ok(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
@@ -169,9 +187,9 @@ impl Signer {
     /// fraction of a second is rounded up) from now.
     pub fn mint(&self, audience: &SpiffeId, ttl: Duration) -> Result<String, Error> {
         let secs = checked_ttl_secs(ttl)?;
-        let now = unix_now()?;
+        let now = UnixTime::now()?.as_secs();
         // `secs` is at most MAX_TTL, so the cast cannot wrap.
-        self.mint_at(audience, now, now.saturating_add(secs as i64))
+        self.sign_claims(audience, now, now.saturating_add(secs as i64))
     }
 
     /// Like [`Signer::mint`], but hands out the token minted before for the
@@ -181,12 +199,12 @@ impl Signer {
         if self.minted.is_none() {
             return self.mint(audience, ttl);
         }
-        self.mint_or_reuse_at(audience, ttl, unix_now()?)
+        self.mint_or_reuse_with_now(audience, ttl, UnixTime::now()?.as_secs())
     }
 
     /// [`Signer::mint_or_reuse`] as if the time were `now` (seconds since
-    /// the epoch), for tests and tools.
-    pub fn mint_or_reuse_at(
+    /// the epoch); public as [`crate::danger::mint_or_reuse_at`].
+    pub(crate) fn mint_or_reuse_with_now(
         &self,
         audience: &SpiffeId,
         ttl: Duration,
@@ -196,7 +214,7 @@ impl Signer {
         // `secs` is at most MAX_TTL, so the cast cannot wrap.
         let exp = now.saturating_add(secs as i64);
         let Some(cache) = &self.minted else {
-            return self.mint_at(audience, now, exp);
+            return self.sign_claims(audience, now, exp);
         };
         let hash = cache.hash(&[audience.as_str().as_bytes(), &secs.to_le_bytes()]);
         if let Some(token) = cache.get(hash, now, |m: &MintedToken| {
@@ -205,7 +223,7 @@ impl Signer {
         }) {
             return Ok(token);
         }
-        let token = self.mint_at(audience, now, exp)?;
+        let token = self.sign_claims(audience, now, exp)?;
         // Reused while at least `keep` seconds of the lifetime are left.
         let keep = ((secs as f64) * (1.0 - self.reuse_fraction))
             .ceil()
@@ -224,9 +242,14 @@ impl Signer {
         Ok(token)
     }
 
-    /// Mints a token with explicit `iat` and `exp` (seconds since the epoch),
-    /// for tests and tools. No lifetime limit is applied.
-    pub fn mint_at(&self, audience: &SpiffeId, iat: i64, exp: i64) -> Result<String, Error> {
+    /// Signs the claims `{sub, aud, iat, exp}` (seconds since the epoch),
+    /// with no lifetime limit; public as [`crate::danger::mint_at`].
+    pub(crate) fn sign_claims(
+        &self,
+        audience: &SpiffeId,
+        iat: i64,
+        exp: i64,
+    ) -> Result<String, Error> {
         let claims = claims_json(&self.id, audience, iat, exp);
         let mut token = String::with_capacity(self.header_prefix.len() + claims.len() * 4 / 3 + 92);
         token.push_str(&self.header_prefix);

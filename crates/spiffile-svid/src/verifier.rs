@@ -14,9 +14,11 @@ use crate::cache::ShardedCache;
 use crate::claims::{Caller, Claims};
 use crate::decode::decode_segment_into;
 use crate::error::Error;
-use crate::numeric_date::unix_now;
+use crate::numeric_date::UnixTime;
 
 mod steps;
+
+pub(crate) use steps::split_segments;
 
 /// Default clock leeway of verification (30 s).
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -44,22 +46,29 @@ impl VerifyOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets the clock leeway applied to `exp`, `nbf` and `iat`.
-    pub fn leeway(mut self, leeway: Duration) -> Self {
+    /// These options with the clock leeway applied to `exp`, `nbf` and
+    /// `iat` set to `leeway`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = spiffile_svid::VerifyOptions::new().with_leeway(Duration::from_secs(5));
+    /// assert_eq!(options.leeway(), Duration::from_secs(5));
+    /// ```
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
     }
-    /// Sets the maximum token size in bytes.
-    pub fn max_token_bytes(mut self, max: usize) -> Self {
+    /// These options with the largest accepted token set to `max` bytes.
+    pub fn with_max_token_bytes(mut self, max: usize) -> Self {
         self.max_token_bytes = max;
         self
     }
     /// The clock leeway.
-    pub fn get_leeway(&self) -> Duration {
+    pub fn leeway(&self) -> Duration {
         self.leeway
     }
-    /// The maximum token size.
-    pub fn get_max_token_bytes(&self) -> usize {
+    /// The largest accepted token, in bytes.
+    pub fn max_token_bytes(&self) -> usize {
         self.max_token_bytes
     }
 }
@@ -233,8 +242,18 @@ impl Verifier {
     }
 
     /// Whether `id` has keys.
-    pub fn contains(&self, id: &str) -> bool {
+    pub fn contains(&self, id: &SpiffeId) -> bool {
         self.keys.contains_key(id)
+    }
+
+    /// The kids bound to `id`, in bundle order (current first); empty when
+    /// `id` has no keys.
+    pub fn kids(&self, id: &SpiffeId) -> impl ExactSizeIterator<Item = &str> {
+        self.keys
+            .get(id)
+            .map_or(&[][..], |k| &k[..])
+            .iter()
+            .map(|k| &*k.kid)
     }
 
     /// Verifies `token` for `audience` at the current time.
@@ -244,12 +263,12 @@ impl Verifier {
         audience: &SpiffeId,
         options: &VerifyOptions,
     ) -> Result<Caller, Error> {
-        self.verify_at(token, audience, options, unix_now()?)
+        self.verify_with_now(token, audience, options, UnixTime::now()?.as_secs())
     }
 
     /// Verifies `token` for `audience` as if the time were `now` (seconds
-    /// since the epoch).
-    pub fn verify_at(
+    /// since the epoch); public as [`crate::danger::verify_at`].
+    pub(crate) fn verify_with_now(
         &self,
         token: &str,
         audience: &SpiffeId,

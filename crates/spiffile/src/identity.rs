@@ -76,7 +76,8 @@ impl Default for IdentityBuilder {
 
 impl IdentityBuilder {
     /// Lifetime of tokens minted by [`Identity::token`] (default 60 s; the
-    /// profile discourages more than 300 s).
+    /// profile discourages more than 300 s). Checked when the identity is
+    /// loaded: 0 or more than a day is [`Error::InvalidTtl`].
     pub fn token_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -84,14 +85,14 @@ impl IdentityBuilder {
 
     /// Clock leeway for `exp`, `nbf` and `iat` (default 30 s).
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.verify = self.verify.leeway(leeway);
+        self.verify = self.verify.with_leeway(leeway);
         self
     }
 
     /// Largest token accepted, in bytes (default 8 KiB); longer tokens are
     /// refused before any decoding.
     pub fn max_token_bytes(mut self, max: usize) -> Self {
-        self.verify = self.verify.max_token_bytes(max);
+        self.verify = self.verify.with_max_token_bytes(max);
         self
     }
 
@@ -170,13 +171,26 @@ impl IdentityBuilder {
     }
 
     /// Loads the identity from a directory holding `id`, `key.pem` and
-    /// `bundle.json`.
+    /// `bundle.json`, or from a service directory of a provisioning root
+    /// (`ROOT/services/NAME`, see [`IdentityFiles::from_dir`]).
     pub fn from_dir(self, dir: impl AsRef<Path>) -> Result<Identity, Error> {
-        self.load(IdentityFiles::in_dir(dir))
+        self.load(IdentityFiles::from_dir(dir)?)
     }
 
     /// Loads the identity from the given files.
+    ///
+    /// The settings are checked first: a token lifetime outside 1 s to one
+    /// day is [`Error::InvalidTtl`] here, not at the first token; one above
+    /// the profile's recommended 300 s is logged as a warning.
     pub fn load(self, files: IdentityFiles) -> Result<Identity, Error> {
+        spiffile_svid::check_ttl(self.ttl)?;
+        if self.ttl > spiffile_svid::RECOMMENDED_MAX_TTL {
+            tracing::warn!(
+                target: "spiffile",
+                "token lifetime {} s is longer than the 300 s the profile recommends at most: a stolen token stays usable that long",
+                self.ttl.as_secs()
+            );
+        }
         let id = read_id(&files.id)?;
         let watch = if self.hot_reload {
             self.watch.clone()
@@ -212,7 +226,7 @@ impl IdentityBuilder {
         } else {
             None
         };
-        if !verifier.load().contains(id.as_str()) {
+        if !verifier.load().contains(&id) {
             tracing::warn!(
                 target: "spiffile",
                 "identity `{id}` has no keys in the bundle {}: peers will refuse its tokens until it is added",
@@ -363,6 +377,24 @@ impl Identity {
         bundle_file: impl AsRef<Path>,
     ) -> Result<Identity, Error> {
         IdentityBuilder::default().from_files(id_file, key_file, bundle_file)
+    }
+
+    /// Loads the identity from a directory holding `id`, `key.pem` and
+    /// `bundle.json` (the `SPIFFILE_DIR` form), or from a service directory
+    /// of a provisioning root, `ROOT/services/NAME`, whose bundle is
+    /// `ROOT/bundle.json`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let root = dir.path();
+    /// # spiffile::provision::init_root(root, "example.org")?;
+    /// # spiffile::provision::add_service(root, "orders")?;
+    /// let orders = spiffile::Identity::from_dir(root.join("services/orders"))?;
+    /// assert_eq!(orders.id().as_str(), "spiffe://example.org/orders");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Identity, Error> {
+        IdentityBuilder::default().from_dir(dir)
     }
 
     /// This workload's SPIFFE ID.

@@ -91,7 +91,7 @@ fn a_reloaded_bundle_revokes_cached_tokens() {
     }
     // orders is removed from the bundle: after the reload, the cached
     // acceptance is gone with the old bundle.
-    root.bundle.remove_identity(orders.id().as_str()).unwrap();
+    root.bundle.remove_identity(orders.id()).unwrap();
     root.write_bundle();
     billing.reload().unwrap();
     match billing.verify(&token) {
@@ -114,7 +114,7 @@ fn a_reloaded_bundle_revokes_cached_tokens() {
             spiffile::svid::public_key_of_pem(other.as_bytes()).unwrap(),
         )
         .unwrap();
-    root.bundle.remove_key(orders.id().as_str(), &kid).unwrap();
+    root.bundle.remove_key(orders.id(), &kid).unwrap();
     root.write_bundle();
     billing.reload().unwrap();
     assert_eq!(

@@ -30,16 +30,16 @@ pub(super) fn check_size(token: &str, max_token_bytes: usize) -> Result<(), Toke
 }
 
 /// The three segments of a compact JWS, still base64url.
-pub(super) struct Segments<'t> {
-    pub(super) header: &'t str,
-    pub(super) claims: &'t str,
-    pub(super) signature: &'t str,
+pub(crate) struct Segments<'t> {
+    pub(crate) header: &'t str,
+    pub(crate) claims: &'t str,
+    pub(crate) signature: &'t str,
     /// `header.claims`, the bytes the signature covers.
-    pub(super) signing_input: &'t str,
+    pub(crate) signing_input: &'t str,
 }
 
 /// Exactly three dot-separated segments.
-pub(super) fn split_segments(token: &str) -> Result<Segments<'_>, TokenError> {
+pub(crate) fn split_segments(token: &str) -> Result<Segments<'_>, TokenError> {
     let mut parts = token.splitn(4, '.');
     let (Some(h64), Some(c64), Some(s64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -220,7 +220,15 @@ pub(super) fn check_signature(
         .chain(others)
         .any(|k| k.key.verify(msg, &sig).is_ok())
     {
-        return Err(TokenError::Signature(sub.clone()));
+        // Only on refusal: say whether the key the token names is bound at
+        // all, which tells a revoked or rotated-out key from a bad signature.
+        if keys.iter().any(|k| &*k.kid == kid) {
+            return Err(TokenError::Signature(sub.clone()));
+        }
+        return Err(TokenError::UnboundKey {
+            sub: sub.clone(),
+            kid: short(kid),
+        });
     }
     Ok(())
 }
