@@ -8,7 +8,7 @@ use clap::Subcommand;
 use spiffile::bundle::{Bundle, MAX_BUNDLE_BYTES, WarningKind};
 use spiffile::provision;
 
-use crate::output::{Failure, out};
+use crate::output::{Failure, out, out_json};
 
 /// The `spiffile bundle` commands.
 #[derive(Debug, Subcommand)]
@@ -19,6 +19,9 @@ pub enum BundleCommand {
     Check {
         /// The bundle file.
         file: PathBuf,
+        /// Print the summary and every problem as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Rewrite a bundle in the canonical form (sorted, 2-space indent),
     /// atomically.
@@ -33,15 +36,34 @@ impl BundleCommand {
     /// Runs `spiffile bundle check` or `spiffile bundle fmt`.
     pub fn run(self) -> Result<(), Failure> {
         match self {
-            BundleCommand::Check { file } => check(&file),
+            BundleCommand::Check { file, json } => check(&file, json),
             BundleCommand::Fmt { file } => fmt(&file),
         }
+    }
+}
+
+impl BundleCommand {
+    /// Whether the output is JSON.
+    pub fn json(&self) -> bool {
+        matches!(self, BundleCommand::Check { json: true, .. })
     }
 }
 
 fn read_bundle_file(file: &Path) -> Result<Vec<u8>, Failure> {
     let meta = std::fs::metadata(file)
         .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
+    if meta.is_dir() {
+        let inside = file.join(provision::BUNDLE_FILE);
+        let hint = if inside.is_file() {
+            format!("; did you mean {}?", inside.display())
+        } else {
+            String::new()
+        };
+        return Err(Failure::usage(format!(
+            "{} is a directory, not a bundle file{hint}",
+            file.display()
+        )));
+    }
     if !meta.is_file() {
         return Err(Failure::usage(format!(
             "{} is not a regular file",
@@ -57,42 +79,100 @@ fn read_bundle_file(file: &Path) -> Result<Vec<u8>, Failure> {
     Ok(buf)
 }
 
-fn check(file: &Path) -> Result<(), Failure> {
+fn check(file: &Path, json: bool) -> Result<(), Failure> {
     let bytes = read_bundle_file(file)?;
-    let bundle = Bundle::from_json_quiet(&bytes)
-        .map_err(|e| Failure::failed(format!("{}: {e}", file.display())))?;
-    let keys: usize = bundle.identities().map(|(_, k)| k.len()).sum();
-    out(&format!(
-        "{}: trust domain {}, {} identit{}, {keys} key{}",
-        file.display(),
-        bundle.trust_domain(),
-        bundle.len(),
-        if bundle.len() == 1 { "y" } else { "ies" },
-        if keys == 1 { "" } else { "s" },
-    ));
-    for (id, keys) in bundle.identities() {
-        out(&format!("  {id}"));
-        for k in keys {
-            out(&format!("    kid {}", k.kid()));
+    let bundle = match Bundle::from_json_quiet(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            if json {
+                out_json(&serde_json::json!({
+                    "file": file.display().to_string(),
+                    "ok": false,
+                    "error": e.to_string(),
+                }));
+            }
+            return Err(Failure::failed(format!("{}: {e}", file.display())));
         }
-    }
-    let (mut problems, mut skipped) = (0, 0);
-    for w in bundle.warnings().iter().chain(&bundle.lint()) {
-        let serious = w.kind != WarningKind::Advice;
-        problems += usize::from(serious);
-        skipped += usize::from(w.kind.is_skip());
-        out(&format!(
-            "  {}: {w}",
-            if serious { "problem" } else { "advice" }
-        ));
-    }
+    };
+    let keys: usize = bundle.identities().map(|(_, k)| k.len()).sum();
+    let findings: Vec<(bool, String, String)> = bundle
+        .warnings()
+        .iter()
+        .chain(&bundle.lint())
+        .map(|w| {
+            (
+                w.kind != WarningKind::Advice,
+                w.identity.clone(),
+                w.to_string(),
+            )
+        })
+        .collect();
+    let problems = findings.iter().filter(|(serious, ..)| *serious).count();
+    let skipped = bundle
+        .warnings()
+        .iter()
+        .chain(&bundle.lint())
+        .filter(|w| w.kind.is_skip())
+        .count();
     // Compared as it is written: the canonical text of a large bundle is
     // never built just to be compared.
-    if problems == 0 && !bundle.is_canonical(&bytes) {
+    let canonical = bundle.is_canonical(&bytes);
+    if json {
+        let identities: Vec<serde_json::Value> = bundle
+            .identities()
+            .map(|(id, keys)| {
+                serde_json::json!({
+                    "id": id.as_str(),
+                    "kids": keys.iter().map(|k| k.kid()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let list = |serious: bool| -> Vec<serde_json::Value> {
+            findings
+                .iter()
+                .filter(|(s, ..)| *s == serious)
+                .map(|(_, identity, message)| {
+                    serde_json::json!({"identity": identity, "message": message})
+                })
+                .collect()
+        };
+        out_json(&serde_json::json!({
+            "file": file.display().to_string(),
+            "ok": problems == 0,
+            "trust_domain": bundle.trust_domain().as_str(),
+            "identities": identities,
+            "keys": keys,
+            "problems": list(true),
+            "advice": list(false),
+            "canonical": canonical,
+        }));
+    } else {
         out(&format!(
-            "  note: not in the canonical form (`spiffile bundle fmt {}` rewrites it)",
-            file.display()
+            "{}: trust domain {}, {} identit{}, {keys} key{}",
+            file.display(),
+            bundle.trust_domain(),
+            bundle.len(),
+            if bundle.len() == 1 { "y" } else { "ies" },
+            if keys == 1 { "" } else { "s" },
         ));
+        for (id, keys) in bundle.identities() {
+            out(&format!("  {id}"));
+            for k in keys {
+                out(&format!("    kid {}", k.kid()));
+            }
+        }
+        for (serious, _, message) in &findings {
+            out(&format!(
+                "  {}: {message}",
+                if *serious { "problem" } else { "advice" }
+            ));
+        }
+        if !canonical && problems == 0 {
+            out(&format!(
+                "  note: not in the canonical form (`spiffile bundle fmt {}` rewrites it)",
+                file.display()
+            ));
+        }
     }
     if problems > 0 {
         let shared = problems - skipped;

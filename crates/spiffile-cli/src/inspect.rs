@@ -30,6 +30,11 @@ pub struct InspectArgs {
 const MAX_PEM: u64 = 1024 * 1024;
 
 impl InspectArgs {
+    /// Whether the output is JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
     /// Runs `spiffile inspect`.
     pub fn run(self) -> Result<(), Failure> {
         if let Some(arg) = &self.token {

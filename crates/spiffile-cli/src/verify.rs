@@ -2,15 +2,20 @@
 
 use std::ffi::OsString;
 
+use serde_json::{Value, json};
+use spiffile::svid::UnverifiedToken;
+use spiffile::{Error, Identity};
+
+use crate::exit::{self, identity_failure};
 use crate::identity_source::{IdentitySource, load_identity, parse_id};
-use crate::output::{Failure, out};
+use crate::output::{Failure, out, out_json};
 use crate::token_input::{TokenInput, read_token};
 
 /// Verify a token as the identity of the SPIFFILE_* environment (or
 /// --dir, or --root with --service). Prints the caller's SPIFFE ID; exit 1 when rejected.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "The token is read from standard input when TOKEN is `-` or absent.\n\nExit codes: 0 accepted (caller on the first line of stdout), 1 rejected (reason on\nstderr), 2 usage or configuration error.\n\nExamples:\n  spiffile verify \"$TOKEN\"\n  spiffile verify --json < token.txt"
+    after_help = "The token is read from standard input when TOKEN is `-` or absent; a `Bearer `\nprefix is dropped.\n\nExit codes: 0 accepted (caller on the first line of stdout), 1 rejected (reason on\nstderr; with --json a document on stdout with `accepted: false`, the reason code and\nthe unverified claims), 2 usage error, 3 the identity cannot be loaded.\n\nExamples:\n  spiffile verify \"$TOKEN\"\n  spiffile verify --json < token.txt"
 )]
 pub struct VerifyArgs {
     /// The token, or `-` for standard input (the default).
@@ -18,7 +23,7 @@ pub struct VerifyArgs {
     /// The audience to expect, instead of this identity's own SPIFFE ID.
     #[arg(long, value_name = "SPIFFE_ID")]
     audience: Option<String>,
-    /// Print the caller and the claims as JSON.
+    /// Print the result as JSON, accepted or rejected.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -42,7 +47,7 @@ impl VerifyArgs {
         let token = match read_token(token)? {
             TokenInput::Text(t) => t,
             TokenInput::Unusable(why) => {
-                return Err(Failure::failed(format!("rejected (malformed): {why}")));
+                return reject(json, "malformed", &why, None);
             }
         };
         let result = match &audience {
@@ -52,21 +57,63 @@ impl VerifyArgs {
         match result {
             Ok(caller) => {
                 if json {
-                    let doc = serde_json::json!({
+                    out_json(&json!({
+                        "accepted": true,
                         "caller": caller.id().as_str(),
                         "claims": caller.claims().to_json(),
-                    });
-                    out(&doc.to_string());
+                    }));
                 } else {
                     out(caller.id().as_str());
                 }
                 Ok(())
             }
             Err(e) if e.is_unauthenticated() => {
-                let reason = e.reason().map(|r| r.as_str()).unwrap_or("unknown_identity");
-                Err(Failure::failed(format!("rejected ({reason}): {e}")))
+                let reason = e.reason().map_or("unknown_identity", |r| r.as_str());
+                let message = explain(&e, &identity);
+                reject(json, reason, &message, Some(&token))
             }
-            Err(e) => Err(Failure::usage(e)),
+            Err(e) => Err(identity_failure(e)),
         }
     }
+
+    /// Whether the output is JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+/// The refusal in words, with what the library cannot know: that the
+/// caller belongs to another trust domain.
+fn explain(e: &Error, identity: &Identity) -> String {
+    if let Error::UnknownIdentity(id) = e
+        && id.trust_domain() != identity.id().trust_domain()
+    {
+        return format!(
+            "the token is from `{id}`, of the trust domain `{}`; this identity trusts only `{}` (its bundle holds no other trust domain)",
+            id.trust_domain(),
+            identity.id().trust_domain()
+        );
+    }
+    e.to_string()
+}
+
+/// A rejected token: exit 1, the reason on stderr, and with `--json` a
+/// document on stdout.
+fn reject(json: bool, reason: &str, message: &str, token: Option<&str>) -> Result<(), Failure> {
+    if json {
+        let unverified = token.and_then(|t| UnverifiedToken::decode(t).ok()).map_or(
+            Value::Null,
+            |t| json!({"header": t.header(), "claims": t.claims()}),
+        );
+        out_json(&json!({
+            "accepted": false,
+            "reason": reason,
+            "message": message,
+            "unverified": unverified,
+        }));
+    }
+    Err(Failure {
+        message: format!("rejected ({reason}): {message}"),
+        code: exit::FAILED,
+    })
 }

@@ -268,8 +268,7 @@ fn many_threads_share_one_cache() {
                         if (i + t + round) % 3 == 0 {
                             continue;
                         }
-                        let c =
-                            danger::verify_at(verifier, token, billing, opts, at(NOW)).unwrap();
+                        let c = danger::verify_at(verifier, token, billing, opts, at(NOW)).unwrap();
                         assert_eq!(c.id(), *who);
                     }
                     assert!(danger::verify_at(verifier, forged, billing, opts, at(NOW)).is_err());
