@@ -19,6 +19,7 @@ use spiffile_bench::{
     BILLING, ORDERS, Pair, id, output_dir, ring_verify, signing_input_and_signature,
 };
 use spiffile_bundle::Bundle;
+use spiffile_id::SpiffeId;
 use spiffile_svid::{UnixTime, Verifier, VerifyOptions, danger};
 
 /// The bundle sizes of the scaling benchmarks.
@@ -332,6 +333,7 @@ fn instruction_count_run(spec: &str) {
     let now = UnixTime::now().expect("clock");
     identity.verify(&tokens[0]).expect("verify");
     orders.token(&billing).expect("token");
+    let audiences = distinct_audiences();
     let bundle_json = if op == "bundle_load_10000x20" {
         pair.bundle(10_000).to_json()
     } else if op == "bundle_load" {
@@ -397,6 +399,11 @@ fn instruction_count_run(spec: &str) {
                 black_box(orders.token(&billing).expect("token"));
             }
         }
+        "identity_token_distinct" => {
+            for a in audiences.iter().take(tokens.len()) {
+                black_box(orders.token(a).expect("token"));
+            }
+        }
         other => panic!("unknown op {other}"),
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -429,6 +436,11 @@ fn paired_run(rounds: usize) {
         .token_reuse_fraction(0.0)
         .from_dir(&orders_dir)
         .expect("identity");
+    // The facade's default (reuse on), minting for a new audience on every
+    // call: the reuse cache's lookup, insert and eviction on top of a mint.
+    let orders_reuse = Identity::builder().from_dir(&orders_dir).expect("identity");
+    let audiences = distinct_audiences();
+    let next_audience = std::cell::Cell::new(0usize);
     let (jwt_key, jwt_validation, spiffe_set) = peers(&pair);
     let rng = SystemRandom::new();
     let now = UnixTime::now().expect("clock");
@@ -504,6 +516,14 @@ fn paired_run(rounds: usize) {
                 black_box(orders.token(&billing).expect("token"));
             }),
         ),
+        (
+            "mint/identity_token_distinct_audiences",
+            Box::new(|_, _| {
+                let i = next_audience.get();
+                next_audience.set((i + 1) % audiences.len());
+                black_box(orders_reuse.token(&audiences[i]).expect("token"));
+            }),
+        ),
     ];
     for (ops, block) in [(&verify_ops, 16usize), (&mint_ops, 48)] {
         let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];
@@ -534,6 +554,14 @@ fn paired_run(rounds: usize) {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// 50 000 distinct audiences: cycled through, each is seen again only long
+/// after the reuse cache (1024 entries) has forgotten it.
+fn distinct_audiences() -> Vec<SpiffeId> {
+    (0..50_000)
+        .map(|i| id(&format!("spiffe://example.org/svc-{i}")))
+        .collect()
 }
 
 #[derive(serde::Deserialize)]
