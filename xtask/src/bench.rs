@@ -498,10 +498,7 @@ fn render(
         "mint",
         ("mint/raw_ring_sign", "raw ring sign"),
         &[
-            (
-                "spiffile-svid `danger::mint_at`",
-                t("mint/signer_mint_at"),
-            ),
+            ("spiffile-svid `danger::mint_at`", t("mint/signer_mint_at")),
             (
                 "`Identity::token` (reuse off)",
                 t("mint/identity_token_fresh"),

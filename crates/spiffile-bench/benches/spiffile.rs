@@ -517,6 +517,25 @@ fn paired_run(rounds: usize) {
             }),
         ),
         (
+            // The same audiences without the facade and its reuse cache:
+            // what reading a different (cold) audience per call costs alone.
+            "mint/signer_mint_distinct_audiences",
+            Box::new(|_, _| {
+                let i = next_audience.get();
+                next_audience.set((i + 1) % audiences.len());
+                let aud = &audiences[i];
+                black_box(
+                    danger::mint_at(
+                        &pair.orders,
+                        aud,
+                        now,
+                        now.saturating_add(Duration::from_secs(60)),
+                    )
+                    .expect("mint"),
+                );
+            }),
+        ),
+        (
             "mint/identity_token_distinct_audiences",
             Box::new(|_, _| {
                 let i = next_audience.get();

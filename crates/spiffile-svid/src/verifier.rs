@@ -10,7 +10,7 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use spiffile_bundle::Bundle;
 use spiffile_id::{SpiffeId, TrustDomain};
 
-use crate::cache::ShardedCache;
+use crate::cache::{SeenOnce, ShardedCache};
 use crate::claims::{Caller, Claims};
 use crate::decode::decode_segment_into;
 use crate::error::Error;
@@ -110,6 +110,10 @@ pub struct Verifier {
     /// audience. It lives and dies with the verifier, so a new bundle starts
     /// with an empty cache.
     cache: Option<ShardedCache<(Box<str>, Caller)>>,
+    /// Tokens verified once (by keyed hash): a token is kept in the cache
+    /// from its second verification on, so a stream of tokens that are never
+    /// presented again (a client minting per request) costs no insert.
+    seen: SeenOnce,
 }
 
 /// Default capacity of the verified-token cache that
@@ -152,6 +156,7 @@ impl Verifier {
             trust_domain: bundle.trust_domain().clone(),
             keys,
             cache: None,
+            seen: SeenOnce::new(0),
         }
     }
 
@@ -181,8 +186,10 @@ impl Verifier {
     }
 
     /// Remembers up to about `capacity` accepted tokens (0: none, the
-    /// default of [`Verifier::new`]), so that a token seen again verifies
-    /// without a signature check.
+    /// default of [`Verifier::new`]), so that a token presented again
+    /// verifies without a signature check. A token is remembered from its
+    /// second verification on: a token that is never presented again (a
+    /// client that mints per request) costs no insert.
     ///
     /// An entry is keyed by the whole token and the expected audience (a
     /// keyed hash, then a full comparison), and is used only while the
@@ -211,6 +218,7 @@ impl Verifier {
     /// ```
     pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
         self.cache = (capacity > 0).then(|| ShardedCache::new(capacity, VERIFY_CACHE_MAX_SHARDS));
+        self.seen = SeenOnce::new(if capacity > 0 { 2 * capacity } else { 0 });
         self
     }
 
@@ -289,6 +297,9 @@ impl Verifier {
             return Ok(caller);
         }
         let caller = self.verify_signed(token, audience, options, now)?;
+        if !self.seen.seen_before(hash) {
+            return Ok(caller);
+        }
         let leeway = i64::try_from(options.leeway.as_secs()).unwrap_or(i64::MAX);
         cache.insert(
             hash,

@@ -49,6 +49,11 @@ fn a_repeated_token_is_served_from_the_cache() {
     let token = danger::mint_at(&orders, &billing, at(NOW), at(NOW + 60)).unwrap();
     let opts = VerifyOptions::default();
     let first = danger::verify_at(&verifier, &token, &billing, &opts, at(NOW)).unwrap();
+    // Kept from its second verification on: a token never presented again
+    // costs no insert.
+    assert_eq!(verifier.cached_tokens(), 0);
+    let second = danger::verify_at(&verifier, &token, &billing, &opts, at(NOW)).unwrap();
+    assert_eq!(first, second);
     assert_eq!(verifier.cached_tokens(), 1);
     let again = danger::verify_at(&verifier, &token, &billing, &opts, at(NOW + 1)).unwrap();
     assert_eq!(first, again);
@@ -115,7 +120,9 @@ fn the_audience_is_part_of_the_key() {
     let verifier = Verifier::new(&bundle(&[&orders])).with_cache_capacity(64);
     let opts = VerifyOptions::default();
     let token = danger::mint_at(&orders, &billing, at(NOW), at(NOW + 60)).unwrap();
-    danger::verify_at(&verifier, &token, &billing, &opts, at(NOW)).unwrap();
+    for _ in 0..2 {
+        danger::verify_at(&verifier, &token, &billing, &opts, at(NOW)).unwrap();
+    }
     for _ in 0..2 {
         assert_eq!(
             reason(danger::verify_at(
@@ -129,6 +136,7 @@ fn the_audience_is_part_of_the_key() {
         );
     }
     let for_shipping = danger::mint_at(&orders, &shipping, at(NOW), at(NOW + 60)).unwrap();
+    danger::verify_at(&verifier, &for_shipping, &shipping, &opts, at(NOW)).unwrap();
     let c = danger::verify_at(&verifier, &for_shipping, &shipping, &opts, at(NOW)).unwrap();
     assert_eq!(c.claims().aud(), &shipping);
     assert_eq!(
@@ -183,6 +191,7 @@ fn refusals_are_not_cached() {
         Some(Reason::Expired)
     );
     assert_eq!(verifier.cached_tokens(), 0);
+    danger::verify_at(&verifier, &good, &billing, &opts, at(NOW)).unwrap();
     danger::verify_at(&verifier, &good, &billing, &opts, at(NOW)).unwrap();
     assert_eq!(verifier.cached_tokens(), 1);
     assert_eq!(
@@ -285,7 +294,12 @@ fn minted_tokens_are_reused_for_half_their_lifetime() {
     assert_eq!(orders.token_reuse_fraction(), 0.5);
     let billing = id("spiffe://example.org/billing");
     let ttl = Duration::from_secs(60);
+    // An audience's first request mints without keeping the token (a
+    // stream of audiences never asked for again costs no insert); from the
+    // second on, the token is kept.
+    let once = danger::mint_or_reuse_at(&orders, &billing, ttl, at(NOW)).unwrap();
     let first = danger::mint_or_reuse_at(&orders, &billing, ttl, at(NOW)).unwrap();
+    assert_ne!(once, first);
     assert_eq!(
         danger::mint_or_reuse_at(&orders, &billing, ttl, at(NOW)).unwrap(),
         first
@@ -328,6 +342,14 @@ fn minted_tokens_are_kept_per_audience_and_lifetime() {
     let billing = id("spiffe://example.org/billing");
     let shipping = id("spiffe://example.org/shipping");
     let minute = Duration::from_secs(60);
+    // Each audience and lifetime asked for once before (see above).
+    for (aud, ttl) in [
+        (&billing, minute),
+        (&shipping, minute),
+        (&billing, Duration::from_secs(120)),
+    ] {
+        danger::mint_or_reuse_at(&orders, aud, ttl, at(NOW)).unwrap();
+    }
     let to_billing = danger::mint_or_reuse_at(&orders, &billing, minute, at(NOW)).unwrap();
     let to_shipping = danger::mint_or_reuse_at(&orders, &shipping, minute, at(NOW)).unwrap();
     let longer =
@@ -366,7 +388,8 @@ fn without_reuse_every_call_mints() {
         danger::mint_or_reuse_at(&orders, &billing, Duration::ZERO, at(NOW)),
         Err(Error::InvalidTtl { .. })
     ));
-    // Fraction 1: reused until (not at) expiry.
+    // Fraction 1: reused until (not at) expiry (kept from the second request).
+    danger::mint_or_reuse_at(&orders, &billing, ttl, at(NOW)).unwrap();
     let t = danger::mint_or_reuse_at(&orders, &billing, ttl, at(NOW)).unwrap();
     assert_eq!(
         danger::mint_or_reuse_at(&orders, &billing, ttl, at(NOW + 59)).unwrap(),

@@ -107,8 +107,10 @@ impl IdentityBuilder {
     /// every hit), and are dropped with the bundle they were verified
     /// against: the moment a changed bundle is loaded, a revoked identity is
     /// refused even for tokens accepted a moment before. Refused tokens are
-    /// never remembered. The cost is memory (about 1 KiB per token held) and
-    /// one keyed hash of the token on every call.
+    /// never remembered, and an accepted one is remembered from its second
+    /// verification on (a token presented once costs no insert). The cost
+    /// is memory (about 1 KiB per token held) and one keyed hash of the
+    /// token on every call.
     pub fn verify_cache_capacity(mut self, capacity: usize) -> Self {
         self.caches.verify_capacity = capacity;
         self
@@ -119,7 +121,8 @@ impl IdentityBuilder {
     /// lifetime is handed out again while at most `fraction` of its lifetime
     /// has passed (default one half, so a reused token has at least half of
     /// its lifetime left; at most 1; 0 turns reuse off and mints on every
-    /// call).
+    /// call). A token is kept from its audience's second request on, so an
+    /// audience asked for only once costs nothing to keep.
     ///
     /// A token is never reused after the key changes. Reuse means a receiver
     /// sees the same token several times, which is what makes its
