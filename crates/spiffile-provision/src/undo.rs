@@ -116,7 +116,8 @@ mod tests {
 
     use crate::faults::arm;
     use crate::{
-        Error, Notice, OldKeys, add_service, init_root, list_services, remove_service, rotate_service,
+        Error, Notice, OldKeys, add_service, init_root, list_services, remove_service,
+        rotate_service,
     };
 
     fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {

@@ -102,8 +102,14 @@ fn a_service_directory_that_is_a_symlink_is_refused_by_every_operation() {
         let before_outside = snapshot(&outside);
         let before_bundle = bundle_bytes(&root);
         assert_symlink_error(&add_service(&root, name).unwrap_err(), &link);
-        assert_symlink_error(&rotate_service(&root, name, OldKeys::Keep).unwrap_err(), &link);
-        assert_symlink_error(&rotate_service(&root, name, OldKeys::Revoke).unwrap_err(), &link);
+        assert_symlink_error(
+            &rotate_service(&root, name, OldKeys::Keep).unwrap_err(),
+            &link,
+        );
+        assert_symlink_error(
+            &rotate_service(&root, name, OldKeys::Revoke).unwrap_err(),
+            &link,
+        );
         assert_symlink_error(&revoke_old_keys(&root, name).unwrap_err(), &link);
         assert_symlink_error(&remove_service(&root, name).unwrap_err(), &link);
         assert_symlink_error(&service_env(&root, name).unwrap_err(), &link);
@@ -133,7 +139,10 @@ fn a_service_directory_turned_into_a_symlink_after_add_is_reported_and_refused()
     symlink(&outside, &real).unwrap();
     let before = snapshot(&outside);
     assert_symlink_error(&remove_service(&root, "orders").unwrap_err(), &real);
-    assert_symlink_error(&rotate_service(&root, "orders", OldKeys::Revoke).unwrap_err(), &real);
+    assert_symlink_error(
+        &rotate_service(&root, "orders", OldKeys::Revoke).unwrap_err(),
+        &real,
+    );
     assert_eq!(snapshot(&outside), before);
     let listed = list_services(&root).unwrap();
     let status = &listed.iter().find(|s| s.name == "orders").unwrap().status;
@@ -291,7 +300,11 @@ fn directories_others_can_write_are_warned_about_and_listed_as_unsafe() {
             warned[0].contains(&format!("{} is writable by {who}", svc.display())),
             "{warned:?}"
         );
-        let warned = unsafe_notices(&rotate_service(&root, "orders", OldKeys::Keep).unwrap().notices);
+        let warned = unsafe_notices(
+            &rotate_service(&root, "orders", OldKeys::Keep)
+                .unwrap()
+                .notices,
+        );
         assert_eq!(warned.len(), 1, "{warned:?}");
         let listed = list_services(&root).unwrap();
         let orders = listed.iter().find(|s| s.name == "orders").unwrap();
@@ -317,7 +330,11 @@ fn directories_others_can_write_are_warned_about_and_listed_as_unsafe() {
     );
     fs::set_permissions(root.join("services"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&root, fs::Permissions::from_mode(0o775)).unwrap();
-    let warned = unsafe_notices(&rotate_service(&root, "billing", OldKeys::Keep).unwrap().notices);
+    let warned = unsafe_notices(
+        &rotate_service(&root, "billing", OldKeys::Keep)
+            .unwrap()
+            .notices,
+    );
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert!(
         list_services(&root)

@@ -182,6 +182,7 @@ impl Verifier {
             trust_domain,
             keys,
             cache: None,
+            seen: SeenOnce::new(0),
         }
     }
 
