@@ -79,6 +79,17 @@ fn read_bundle_file(file: &Path) -> Result<Vec<u8>, Failure> {
     Ok(buf)
 }
 
+/// A stable code for a finding in a bundle, for scripts (`bundle check
+/// --json`, `status --json`).
+pub(crate) fn warning_code(kind: WarningKind) -> &'static str {
+    match kind {
+        WarningKind::SkippedIdentity => "identity_skipped",
+        WarningKind::SkippedKey => "key_skipped",
+        WarningKind::SharedKey => "shared_key",
+        _ => "advice",
+    }
+}
+
 fn check(file: &Path, json: bool) -> Result<(), Failure> {
     let bytes = read_bundle_file(file)?;
     let bundle = match Bundle::from_json_quiet(&bytes) {
@@ -95,13 +106,14 @@ fn check(file: &Path, json: bool) -> Result<(), Failure> {
         }
     };
     let keys: usize = bundle.identities().map(|(_, k)| k.len()).sum();
-    let findings: Vec<(bool, String, String)> = bundle
+    let findings: Vec<(bool, &str, String, String)> = bundle
         .warnings()
         .iter()
         .chain(&bundle.lint())
         .map(|w| {
             (
                 w.kind != WarningKind::Advice,
+                warning_code(w.kind),
                 w.identity.clone(),
                 w.to_string(),
             )
@@ -131,8 +143,8 @@ fn check(file: &Path, json: bool) -> Result<(), Failure> {
             findings
                 .iter()
                 .filter(|(s, ..)| *s == serious)
-                .map(|(_, identity, message)| {
-                    serde_json::json!({"identity": identity, "message": message})
+                .map(|(_, code, identity, message)| {
+                    serde_json::json!({"code": code, "identity": identity, "message": message})
                 })
                 .collect()
         };
@@ -161,7 +173,7 @@ fn check(file: &Path, json: bool) -> Result<(), Failure> {
                 out(&format!("    kid {}", k.kid()));
             }
         }
-        for (serious, _, message) in &findings {
+        for (serious, _, _, message) in &findings {
             out(&format!(
                 "  {}: {message}",
                 if *serious { "problem" } else { "advice" }

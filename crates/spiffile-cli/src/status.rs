@@ -227,7 +227,7 @@ impl StatusArgs {
                 .iter()
                 .filter(|w| w.kind != WarningKind::Advice)
             {
-                report.warning("bundle_entry_skipped", w.identity.clone(), w.to_string());
+                report.warning(bundle_code(w.kind), w.identity.clone(), w.to_string());
             }
         }
         let status = identity.status();
@@ -388,7 +388,9 @@ impl FileFacts {
 }
 
 fn file_facts(path: &Path) -> FileFacts {
-    let meta = std::fs::metadata(path).ok();
+    // The link itself, never what it points to (a link is reported as
+    // `unsafe` by the service's status).
+    let meta = std::fs::symlink_metadata(path).ok();
     #[cfg(unix)]
     let (mode, uid) = {
         use std::os::unix::fs::MetadataExt;
@@ -418,6 +420,17 @@ fn user_name(uid: u32) -> String {
             })
         })
         .unwrap_or_else(|| uid.to_string())
+}
+
+/// The code of a bundle finding in a status report: `bundle_` and the code
+/// `bundle check --json` gives it.
+fn bundle_code(kind: WarningKind) -> &'static str {
+    match kind {
+        WarningKind::SkippedIdentity => "bundle_identity_skipped",
+        WarningKind::SkippedKey => "bundle_key_skipped",
+        WarningKind::SharedKey => "bundle_shared_key",
+        _ => "bundle_advice",
+    }
 }
 
 fn span(secs: u64) -> String {
@@ -451,10 +464,11 @@ fn root_status(root: &Path, strict: bool, json: bool) -> Result<(), Failure> {
                 .map_err(|e| Failure::config(format!("{}: {e}", bundle_path.display())))
         })?;
     for w in bundle.warnings().iter().chain(&bundle.lint()) {
+        let code = bundle_code(w.kind);
         if w.kind == WarningKind::Advice {
-            report.warning("bundle_advice", w.identity.clone(), w.to_string());
+            report.warning(code, w.identity.clone(), w.to_string());
         } else {
-            report.problem("bundle_entry_skipped", w.identity.clone(), w.to_string());
+            report.problem(code, w.identity.clone(), w.to_string());
         }
     }
     let mut rows = Vec::new();

@@ -356,6 +356,10 @@ fn bundle_check_and_fmt() {
     );
     assert_eq!(e.stdout.matches("problem:").count(), 1, "{}", e.stdout);
     assert!(e.stderr.contains("1 entry skipped"), "{}", e.stderr);
+    let e = run(["bundle", "check", b, "--json"]).code(1);
+    let v: serde_json::Value = serde_json::from_str(&e.stdout).unwrap();
+    assert_eq!(v["problems"][0]["code"], "identity_skipped", "{v}");
+    assert_eq!(v["problems"][0]["identity"], ORDERS, "{v}");
     run(["bundle", "fmt", b]).code(1);
     assert_eq!(fs::read_to_string(&bundle).unwrap(), twice);
 
@@ -374,6 +378,15 @@ fn bundle_check_and_fmt() {
             .contains("1 public key bound to more than one identity"),
         "{}",
         e.stderr
+    );
+    // The same finding for a script: a stable code beside the words.
+    let e = run(["bundle", "check", b, "--json"]).code(1);
+    let v: serde_json::Value = serde_json::from_str(&e.stdout).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["problems"][0]["code"], "shared_key", "{v}");
+    assert_eq!(
+        v["problems"][0]["identity"], "spiffe://example.org/twin",
+        "{v}"
     );
 
     fs::write(&bundle, "{not json").unwrap();

@@ -139,6 +139,21 @@ fn status_of_a_root_fits_monitoring() {
                 .any(|w| w["code"] == "key_exposed"),
             "{v}"
         );
+        // A service directory others can write is a problem (issue 15's
+        // `unsafe`): its key could be replaced under it.
+        let billing = root.join("services/billing");
+        fs::set_permissions(&billing, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = run(["status", r, "--json"]).code(1);
+        let v = json(&e.stdout);
+        assert!(
+            v["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["code"] == "unsafe" && p["subject"] == "billing"),
+            "{v}"
+        );
+        fs::set_permissions(&billing, fs::Permissions::from_mode(0o700)).unwrap();
     }
     fs::remove_file(root.join("services/orders/key.pem")).unwrap();
     let e = run(["status", r, "--json"]).code(1);
