@@ -105,11 +105,8 @@ impl Cli {
             Command::Inspect(a) => a.json(),
             Command::Status(a) => a.json(),
             Command::Bundle(c) => c.json(),
-            Command::Demo
-            | Command::Exec(_)
-            | Command::Completions(_)
-            | Command::Man(_)
-            | Command::X509(_) => false,
+            Command::X509(c) => c.json(),
+            Command::Demo | Command::Exec(_) | Command::Completions(_) | Command::Man(_) => false,
             #[cfg(feature = "k8s")]
             Command::K8s(_) => false,
         }

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         Err(failure) => {
             // A script reading JSON gets a document on stdout for any
             // failure the command did not already report there.
-            if json && !failure.message.is_empty() && failure.code != exit::FAILED {
+            if json && !failure.message.is_empty() && !output::json_written() {
                 output::out_json(&serde_json::json!({
                     "error": {"exit_code": failure.code, "message": failure.message},
                 }));

@@ -47,9 +47,19 @@ impl Failure {
     }
 }
 
+/// Whether this process has written a JSON document on stdout.
+static JSON_WRITTEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Prints a JSON document on one line of stdout.
 pub fn out_json(doc: &serde_json::Value) {
+    JSON_WRITTEN.store(true, std::sync::atomic::Ordering::Relaxed);
     out(&doc.to_string());
+}
+
+/// Whether a JSON document is already on stdout (so a failure after it is
+/// not reported with a second one).
+pub fn json_written() -> bool {
+    JSON_WRITTEN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Provisioning notices as JSON strings.

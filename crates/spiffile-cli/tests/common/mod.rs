@@ -55,6 +55,7 @@ pub fn cmd() -> Command {
         "SPIFFILE_ID_FILE",
         "SPIFFILE_KEY_FILE",
         "SPIFFILE_BUNDLE_FILE",
+        "SPIFFILE_ROOT",
     ] {
         c.env_remove(var);
     }
