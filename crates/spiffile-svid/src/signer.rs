@@ -261,14 +261,23 @@ impl Signer {
             return self.sign_claims(audience, now, exp);
         };
         let hash = cache.hash(&[audience.as_str().as_bytes(), &secs.to_le_bytes()]);
-        if let Some(token) = cache.get(hash, now, |m: &MintedToken| {
-            (m.ttl_secs == secs && m.audience() == audience.as_str() && m.iat <= now)
-                .then(|| m.token().to_owned())
-        }) {
+        // The doorkeeper first: entries are admitted from their key's second
+        // sighting, so a key it has not seen is not in the cache, and a
+        // stream of new audiences skips the shard's lock and lookup (cold
+        // memory after a signature) as well as the insert. The one cost: a
+        // kept token whose slot another key has taken since is minted once
+        // more (and found again from the next call).
+        let seen = self.seen.seen_before(hash);
+        if seen
+            && let Some(token) = cache.get(hash, now, |m: &MintedToken| {
+                (m.ttl_secs == secs && m.audience() == audience.as_str() && m.iat <= now)
+                    .then(|| m.token().to_owned())
+            })
+        {
             return Ok(token);
         }
         let token = self.sign_claims(audience, now, exp)?;
-        if !self.seen.seen_before(hash) {
+        if !seen {
             return Ok(token);
         }
         // Reused while at least `keep` seconds of the lifetime are left.
