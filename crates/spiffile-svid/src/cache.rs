@@ -55,6 +55,15 @@ impl SeenOnce {
         )
     }
 
+    /// Whether `hash` is recorded, without recording it (a key that is not
+    /// cannot be in a cache this table admits to).
+    pub(crate) fn contains(&self, hash: u64) -> bool {
+        let mask = self.0.len().wrapping_sub(1);
+        self.0
+            .get((hash as usize) & mask)
+            .is_none_or(|slot| slot.load(std::sync::atomic::Ordering::Relaxed) == hash | 1)
+    }
+
     /// Whether `hash` was seen before; records it either way. A collision
     /// can only admit an entry one sighting early, or one late.
     pub(crate) fn seen_before(&self, hash: u64) -> bool {
@@ -242,10 +251,14 @@ mod tests {
         assert!(seen.seen_before(42));
         assert!(!seen.seen_before(42 + 128), "same slot, another key");
         assert!(!seen.seen_before(42), "evicted by the other key");
+        assert!(seen.contains(42));
+        assert!(!seen.contains(42 + 128), "looked at, not recorded");
+        assert!(seen.contains(42));
         assert!(
             SeenOnce::new(0).seen_before(7),
             "no table: everything admitted"
         );
+        assert!(SeenOnce::new(0).contains(7));
     }
 
     #[test]

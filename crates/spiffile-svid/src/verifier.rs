@@ -289,9 +289,15 @@ impl Verifier {
             return self.verify_signed(token, audience, options, now);
         };
         let hash = cache.hash(&[token.as_bytes(), audience.as_str().as_bytes()]);
-        if let Some(caller) = cache.get(hash, now, |(cached, caller)| {
-            (**cached == *token && caller.claims.aud == *audience).then(|| caller.clone())
-        }) {
+        // A token the doorkeeper has not recorded is not in the cache, so a
+        // fresh one skips the shard's lock and lookup. Only looked at here:
+        // a token is recorded once it verifies, so refused input never
+        // moves the table.
+        if self.seen.contains(hash)
+            && let Some(caller) = cache.get(hash, now, |(cached, caller)| {
+                (**cached == *token && caller.claims.aud == *audience).then(|| caller.clone())
+            })
+        {
             // Exactly the time checks (and errors) of a first verification.
             let c = &caller.claims;
             steps::check_times(c.exp, c.nbf, c.iat, now, options.leeway)?;
