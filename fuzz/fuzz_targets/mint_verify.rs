@@ -49,11 +49,23 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let exp = iat + ttl;
-    let token = SIGNER.mint_at(&audience, iat, exp).expect("mint");
+    let token = spiffile_svid::danger::mint_at(
+        &SIGNER,
+        &audience,
+        spiffile_svid::UnixTime::from_secs(iat),
+        spiffile_svid::UnixTime::from_secs(exp),
+    )
+    .expect("mint");
     let options = VerifyOptions::default();
-    let leeway = options.get_leeway().as_secs() as i64;
+    let leeway = options.leeway().as_secs() as i64;
     let now = iat + skew;
-    let got = VERIFIER.verify_at(&token, &audience, &options, now);
+    let got = spiffile_svid::danger::verify_at(
+        &VERIFIER,
+        &token,
+        &audience,
+        &options,
+        spiffile_svid::UnixTime::from_secs(now),
+    );
     let expected_ok = exp + leeway > now && iat <= now + leeway;
     match got {
         Ok(caller) => {
@@ -76,7 +88,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let other: SpiffeId = format!("{audience}x").parse().expect("still an ID");
     assert!(matches!(
-        VERIFIER.verify_at(&token, &other, &options, iat),
+        spiffile_svid::danger::verify_at(
+            &VERIFIER,
+            &token,
+            &other,
+            &options,
+            spiffile_svid::UnixTime::from_secs(iat)
+        ),
         Err(Error::InvalidToken(TokenError::Audience { .. }))
     ));
 });

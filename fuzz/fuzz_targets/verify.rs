@@ -25,9 +25,21 @@ static BILLING: LazyLock<SpiffeId> =
 
 fuzz_target!(|data: &[u8]| {
     let token = String::from_utf8_lossy(data);
-    let options = VerifyOptions::default().max_token_bytes(64 * 1024);
-    let first = VERIFIER.verify_at(&token, &BILLING, &options, NOW);
-    let second = VERIFIER.verify_at(&token, &BILLING, &options, NOW);
+    let options = VerifyOptions::default().with_max_token_bytes(64 * 1024);
+    let first = spiffile_svid::danger::verify_at(
+        &VERIFIER,
+        &token,
+        &BILLING,
+        &options,
+        spiffile_svid::UnixTime::from_secs(NOW),
+    );
+    let second = spiffile_svid::danger::verify_at(
+        &VERIFIER,
+        &token,
+        &BILLING,
+        &options,
+        spiffile_svid::UnixTime::from_secs(NOW),
+    );
     assert_eq!(first, second, "verification is not deterministic");
     match first {
         Ok(caller) => {

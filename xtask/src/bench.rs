@@ -214,6 +214,7 @@ fn instruction_counts(root: &Path, cargo: &std::ffi::OsStr) -> Result<Vec<(Strin
         "ring_sign",
         "signer_mint_at",
         "identity_token_cached",
+        "identity_token_distinct",
     ] {
         let n = count(op)?;
         counts.push((op.to_owned(), (n - none) / f64::from(ICOUNT_OPS)));
@@ -507,7 +508,7 @@ fn render(
         "mint",
         ("mint/raw_ring_sign", "raw ring sign"),
         &[
-            ("spiffile-svid `Signer::mint_at`", t("mint/signer_mint_at")),
+            ("spiffile-svid `danger::mint_at`", t("mint/signer_mint_at")),
             (
                 "`Identity::token` (reuse off)",
                 t("mint/identity_token_fresh"),
@@ -633,7 +634,11 @@ fn render(
             ),
             (
                 "ring_sign",
-                &["signer_mint_at", "identity_token_cached"][..],
+                &[
+                    "signer_mint_at",
+                    "identity_token_distinct",
+                    "identity_token_cached",
+                ][..],
             ),
         ] {
             let Some(b) = get(base) else { continue };

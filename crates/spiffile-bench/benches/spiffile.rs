@@ -19,15 +19,22 @@ use spiffile_bench::{
     BILLING, ORDERS, Pair, SPIRE_BILLING, id, output_dir, ring_verify, signing_input_and_signature,
 };
 use spiffile_bundle::Bundle;
-use spiffile_svid::{Verifier, VerifyOptions, unix_now};
+use spiffile_id::SpiffeId;
+use spiffile_svid::{UnixTime, Verifier, VerifyOptions, danger};
 
 /// The bundle sizes of the scaling benchmarks.
 const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 
 fn mint(c: &mut Criterion, pair: &Pair) {
     let billing = id(BILLING);
-    let now = unix_now().expect("clock");
-    let token = pair.orders.mint_at(&billing, now, now + 60).expect("mint");
+    let now = UnixTime::now().expect("clock");
+    let token = danger::mint_at(
+        &pair.orders,
+        &billing,
+        now,
+        now.saturating_add(Duration::from_secs(60)),
+    )
+    .expect("mint");
     let (input, _) = signing_input_and_signature(&token);
     let rng = SystemRandom::new();
     let dir = output_dir().join("mint");
@@ -47,7 +54,14 @@ fn mint(c: &mut Criterion, pair: &Pair) {
         })
     });
     g.bench_function("signer_mint_at", |b| {
-        b.iter(|| pair.orders.mint_at(black_box(&billing), now, now + 60))
+        b.iter(|| {
+            danger::mint_at(
+                &pair.orders,
+                black_box(&billing),
+                now,
+                now.saturating_add(Duration::from_secs(60)),
+            )
+        })
     });
     g.bench_function("identity_token_fresh", |b| {
         b.iter(|| fresh.token(black_box(&billing)).expect("token"))
@@ -341,9 +355,10 @@ fn instruction_count_run(spec: &str) {
     let orders = Identity::builder().from_dir(&orders_dir).expect("identity");
     let sec1 = pair.orders.public_key().to_sec1();
     let rng = SystemRandom::new();
-    let now = unix_now().expect("clock");
+    let now = UnixTime::now().expect("clock");
     identity.verify(&tokens[0]).expect("verify");
     orders.token(&billing).expect("token");
+    let audiences = distinct_audiences();
     let bundle_json = if op == "bundle_load_10000x20" {
         pair.bundle(10_000).to_json()
     } else if op == "bundle_load" {
@@ -407,12 +422,25 @@ fn instruction_count_run(spec: &str) {
         }
         "signer_mint_at" => {
             for _ in &tokens {
-                black_box(pair.orders.mint_at(&billing, now, now + 60).expect("mint"));
+                black_box(
+                    danger::mint_at(
+                        &pair.orders,
+                        &billing,
+                        now,
+                        now.saturating_add(Duration::from_secs(60)),
+                    )
+                    .expect("mint"),
+                );
             }
         }
         "identity_token_cached" => {
             for _ in &tokens {
                 black_box(orders.token(&billing).expect("token"));
+            }
+        }
+        "identity_token_distinct" => {
+            for a in audiences.iter().take(tokens.len()) {
+                black_box(orders.token(a).expect("token"));
             }
         }
         other => panic!("unknown op {other}"),
@@ -461,9 +489,14 @@ fn paired_run(rounds: usize) {
         .token_reuse_fraction(0.0)
         .from_dir(&orders_dir)
         .expect("identity");
+    // The facade's default (reuse on), minting for a new audience on every
+    // call: the reuse cache's lookup, insert and eviction on top of a mint.
+    let orders_reuse = Identity::builder().from_dir(&orders_dir).expect("identity");
+    let audiences = distinct_audiences();
+    let next_audience = std::cell::Cell::new(0usize);
     let (jwt_key, jwt_validation, spiffe_set) = peers(&pair);
     let rng = SystemRandom::new();
-    let now = unix_now().expect("clock");
+    let now = UnixTime::now().expect("clock");
 
     let verify_ops: Vec<(&str, Op<'_>)> = vec![
         (
@@ -537,13 +570,48 @@ fn paired_run(rounds: usize) {
         (
             "mint/signer_mint_at",
             Box::new(|_, _| {
-                black_box(pair.orders.mint_at(&billing, now, now + 60).expect("mint"));
+                black_box(
+                    danger::mint_at(
+                        &pair.orders,
+                        &billing,
+                        now,
+                        now.saturating_add(Duration::from_secs(60)),
+                    )
+                    .expect("mint"),
+                );
             }),
         ),
         (
             "mint/identity_token_fresh",
             Box::new(|_, _| {
                 black_box(orders.token(&billing).expect("token"));
+            }),
+        ),
+        (
+            // The same audiences without the facade and its reuse cache:
+            // what reading a different (cold) audience per call costs alone.
+            "mint/signer_mint_distinct_audiences",
+            Box::new(|_, _| {
+                let i = next_audience.get();
+                next_audience.set((i + 1) % audiences.len());
+                let aud = &audiences[i];
+                black_box(
+                    danger::mint_at(
+                        &pair.orders,
+                        aud,
+                        now,
+                        now.saturating_add(Duration::from_secs(60)),
+                    )
+                    .expect("mint"),
+                );
+            }),
+        ),
+        (
+            "mint/identity_token_distinct_audiences",
+            Box::new(|_, _| {
+                let i = next_audience.get();
+                next_audience.set((i + 1) % audiences.len());
+                black_box(orders_reuse.token(&audiences[i]).expect("token"));
             }),
         ),
     ];
@@ -576,6 +644,14 @@ fn paired_run(rounds: usize) {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// 50 000 distinct audiences: cycled through, each is seen again only long
+/// after the reuse cache (1024 entries) has forgotten it.
+fn distinct_audiences() -> Vec<SpiffeId> {
+    (0..50_000)
+        .map(|i| id(&format!("spiffe://example.org/svc-{i}")))
+        .collect()
 }
 
 #[derive(serde::Deserialize)]

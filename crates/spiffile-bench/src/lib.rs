@@ -168,7 +168,7 @@ impl Pair {
     pub fn spire_token(&self) -> String {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let now = spiffile_svid::unix_now().expect("clock");
+        let now = spiffile_svid::UnixTime::now().expect("clock").as_secs();
         let header = format!(r#"{{"alg":"ES256","kid":"{SPIRE_KID}","typ":"JWT"}}"#);
         let claims = format!(
             r#"{{"aud":["{SPIRE_BILLING}"],"exp":{},"iat":{now},"sub":"spiffe://spire.test/orders"}}"#,

@@ -262,12 +262,12 @@ impl Bundle {
     }
 
     /// The keys bound to an identity, newest first by convention.
-    pub fn keys(&self, id: &str) -> Option<&[PublicKey]> {
+    pub fn keys(&self, id: &SpiffeId) -> Option<&[PublicKey]> {
         self.identities.get(id).map(Vec::as_slice)
     }
 
     /// Whether an identity is in the bundle.
-    pub fn contains(&self, id: &str) -> bool {
+    pub fn contains(&self, id: &SpiffeId) -> bool {
         self.identities.contains_key(id)
     }
 
@@ -360,7 +360,7 @@ impl Bundle {
 
     /// Removes one key of `id`; removes the identity when it was its last key.
     /// Returns the removed key.
-    pub fn remove_key(&mut self, id: &str, kid: &str) -> Option<PublicKey> {
+    pub fn remove_key(&mut self, id: &SpiffeId, kid: &str) -> Option<PublicKey> {
         let keys = self.identities.get_mut(id)?;
         let i = keys.iter().position(|k| k.kid() == kid)?;
         let removed = keys.remove(i);
@@ -371,7 +371,7 @@ impl Bundle {
     }
 
     /// Removes an identity and returns its keys (revocation).
-    pub fn remove_identity(&mut self, id: &str) -> Option<Vec<PublicKey>> {
+    pub fn remove_identity(&mut self, id: &SpiffeId) -> Option<Vec<PublicKey>> {
         self.identities.remove(id)
     }
 
@@ -463,6 +463,10 @@ mod tests {
 
     const ORDERS: &str = "spiffe://example.org/orders";
 
+    fn oid() -> SpiffeId {
+        SpiffeId::new(ORDERS).unwrap()
+    }
+
     fn doc(identities: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({
             "trust_domain": "example.org",
@@ -547,8 +551,8 @@ mod tests {
             "spiffe://example.org/private": {"keys": [with_d]},
         }));
         assert_eq!(b.len(), 2);
-        assert!(b.contains(ORDERS));
-        assert!(b.contains("spiffe://example.org/billing"));
+        assert!(b.contains(&oid()));
+        assert!(b.contains(&SpiffeId::new("spiffe://example.org/billing").unwrap()));
         let skipped: Vec<_> = b
             .warnings()
             .iter()
@@ -570,7 +574,7 @@ mod tests {
         let mut bad = billing_jwk();
         bad["crv"] = json!("P-384");
         let b = parse(json!({ ORDERS: {"keys": [bad, orders_jwk()]} }));
-        assert_eq!(b.keys(ORDERS).unwrap().len(), 1);
+        assert_eq!(b.keys(&oid()).unwrap().len(), 1);
         let w = &b.warnings()[0];
         assert_eq!(w.kind, WarningKind::SkippedKey);
         assert_eq!(w.key_index, Some(0));
@@ -583,7 +587,7 @@ mod tests {
     #[test]
     fn a_repeated_kid_skips_the_second_key() {
         let b = parse(json!({ ORDERS: {"keys": [orders_jwk(), orders_jwk()]} }));
-        let keys = b.keys(ORDERS).unwrap();
+        let keys = b.keys(&oid()).unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].kid(), "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q");
         assert_eq!(b.warnings().len(), 1);
@@ -619,8 +623,8 @@ mod tests {
                 b = billing_jwk()
             );
             let b = Bundle::from_json(text.as_bytes()).unwrap();
-            assert!(!b.contains(ORDERS), "{first} / {second}");
-            assert!(b.contains(billing));
+            assert!(!b.contains(&oid()), "{first} / {second}");
+            assert!(b.contains(&SpiffeId::new(billing).unwrap()));
             assert_eq!(b.warnings().len(), 1, "{:?}", b.warnings());
             let w = &b.warnings()[0];
             assert_eq!(w.kind, WarningKind::SkippedIdentity);
@@ -696,7 +700,7 @@ mod tests {
         );
         let b = Bundle::from_json(first.as_bytes()).unwrap();
         assert_eq!(b.len(), 1);
-        assert!(b.contains(ORDERS));
+        assert!(b.contains(&oid()));
         assert_eq!(b.warnings().len(), 1, "{:?}", b.warnings());
         let again = Bundle::from_json(b.to_json().as_bytes()).unwrap();
         assert!(again.identities().eq(b.identities()));
@@ -804,18 +808,18 @@ mod tests {
             })
         );
         b.add_key_first(&orders, k2.clone()).unwrap();
-        assert_eq!(b.keys(ORDERS).unwrap()[0].kid(), k2.kid());
-        assert_eq!(b.remove_key(ORDERS, k2.kid()), Some(k2.clone()));
-        assert_eq!(b.keys(ORDERS).unwrap().len(), 1);
+        assert_eq!(b.keys(&oid()).unwrap()[0].kid(), k2.kid());
+        assert_eq!(b.remove_key(&oid(), k2.kid()), Some(k2.clone()));
+        assert_eq!(b.keys(&oid()).unwrap().len(), 1);
         let other: SpiffeId = "spiffe://other.org/x".parse().unwrap();
         assert!(matches!(
             b.add_key(&other, k2.clone()),
             Err(BundleError::OutsideTrustDomain { .. })
         ));
-        assert!(b.remove_key(ORDERS, k1.kid()).is_some());
+        assert!(b.remove_key(&oid(), k1.kid()).is_some());
         assert!(b.is_empty());
         b.set_keys(&orders, vec![k1.clone(), k2.clone()]).unwrap();
-        assert_eq!(b.remove_identity(ORDERS).map(|k| k.len()), Some(2));
+        assert_eq!(b.remove_identity(&oid()).map(|k| k.len()), Some(2));
         assert!(b.to_json().contains("\"identities\": {}"));
         assert!(
             Bundle::from_json(b.to_json().as_bytes())

@@ -59,12 +59,19 @@
 //! let bundle = Bundle::from_json(json)?;
 //! assert_eq!(bundle.len(), 1);
 //! assert_eq!(bundle.warnings().len(), 1); // the identity of another trust domain
-//! let keys = bundle.keys("spiffe://example.org/orders").unwrap();
+//! let orders = "spiffe://example.org/orders".parse()?;
+//! let keys = bundle.keys(&orders).unwrap();
 //! assert_eq!(keys[0].kid(), "mxUG_qRFVEqi_fztCHOjfEaOE0uWmGYxvFJxNZHjB0Q");
-//! # Ok::<(), spiffile_bundle::BundleError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
 
 mod bundle_set;
 mod document;

@@ -6,7 +6,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use spiffile::bundle::{Bundle, BundleFormat, MAX_BUNDLE_BYTES, detect_format};
+use spiffile::bundle::{Bundle, BundleFormat, MAX_BUNDLE_BYTES, WarningKind, detect_format};
 use spiffile::provision;
 
 use crate::output::{Failure, out};
@@ -29,7 +29,7 @@ pub enum BundleCommand {
         /// <trust-domain>.json.
         #[arg(long, value_name = "TRUST_DOMAIN")]
         trust_domain: Option<String>,
-        /// Print the report as JSON.
+        /// Print the report (every trust domain, problem and advice) as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -56,9 +56,28 @@ impl BundleCommand {
     }
 }
 
+impl BundleCommand {
+    /// Whether the output is JSON.
+    pub fn json(&self) -> bool {
+        matches!(self, BundleCommand::Check { json: true, .. })
+    }
+}
+
 pub(crate) fn read_bundle_file(file: &Path) -> Result<Vec<u8>, Failure> {
     let meta = std::fs::metadata(file)
         .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
+    if meta.is_dir() {
+        let inside = file.join(provision::BUNDLE_FILE);
+        let hint = if inside.is_file() {
+            format!("; did you mean {}?", inside.display())
+        } else {
+            String::new()
+        };
+        return Err(Failure::usage(format!(
+            "{} is a directory, not a bundle file{hint}",
+            file.display()
+        )));
+    }
     if !meta.is_file() {
         return Err(Failure::usage(format!(
             "{} is not a regular file",
@@ -72,6 +91,17 @@ pub(crate) fn read_bundle_file(file: &Path) -> Result<Vec<u8>, Failure> {
         .read_to_end(&mut buf)
         .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
     Ok(buf)
+}
+
+/// A stable code for a finding in a bundle, for scripts (`bundle check
+/// --json`, `status --json`).
+pub(crate) fn warning_code(kind: WarningKind) -> &'static str {
+    match kind {
+        WarningKind::SkippedIdentity => "identity_skipped",
+        WarningKind::SkippedKey => "key_skipped",
+        WarningKind::SharedKey => "shared_key",
+        _ => "advice",
+    }
 }
 
 fn fmt(file: &Path) -> Result<(), Failure> {

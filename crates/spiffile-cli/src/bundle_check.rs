@@ -7,8 +7,27 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use spiffile::bundle::{BundleDocument, DomainKeys, TrustDomain, WarningKind};
 
-use crate::bundle::read_bundle_file;
-use crate::output::{Failure, out};
+use crate::bundle::{read_bundle_file, warning_code};
+use crate::output::{Failure, out, out_json};
+
+/// One finding, for people (`message`) and scripts (`code`, stable).
+struct Finding {
+    code: &'static str,
+    /// The identity it concerns, when it concerns one.
+    identity: Option<String>,
+    message: String,
+}
+
+impl Finding {
+    fn json(&self, file: &Path) -> Value {
+        json!({
+            "code": self.code,
+            "identity": self.identity,
+            "message": self.message,
+            "file": file.display().to_string(),
+        })
+    }
+}
 
 /// What was found in one file.
 struct FileReport {
@@ -16,12 +35,12 @@ struct FileReport {
     /// The document, or why it cannot be used.
     doc: Result<BundleDocument, String>,
     /// Problems (something skipped or refused, a key shared by several
-    /// identities) and advice, as text.
-    problems: Vec<String>,
+    /// identities) and advice.
+    problems: Vec<Finding>,
     /// Of the problems, how many are a key bound to several identities
     /// (trusted for each, unlike the others, which are skipped).
     shared: usize,
-    advice: Vec<String>,
+    advice: Vec<Finding>,
     /// For a spiffile bundle not in the canonical form.
     not_canonical: bool,
 }
@@ -40,13 +59,18 @@ fn analyse(path: &Path, name: &str, td: Option<&TrustDomain>) -> Result<FileRepo
     match &report.doc {
         Ok(BundleDocument::Spiffile(b)) => {
             for w in b.warnings().iter().chain(&b.lint()) {
+                let finding = Finding {
+                    code: warning_code(w.kind),
+                    identity: Some(w.identity.clone()),
+                    message: w.to_string(),
+                };
                 match w.kind {
-                    WarningKind::Advice => report.advice.push(w.to_string()),
+                    WarningKind::Advice => report.advice.push(finding),
                     WarningKind::SharedKey => {
                         report.shared += 1;
-                        report.problems.push(w.to_string());
+                        report.problems.push(finding);
                     }
-                    _ => report.problems.push(w.to_string()),
+                    _ => report.problems.push(finding),
                 }
             }
             // Compared as it is written: the canonical text of a large
@@ -54,11 +78,19 @@ fn analyse(path: &Path, name: &str, td: Option<&TrustDomain>) -> Result<FileRepo
             report.not_canonical = !b.is_canonical(&bytes);
         }
         Ok(doc) => {
-            for (serious, w) in doc.warnings() {
+            for (serious, message) in doc.warnings() {
                 if serious {
-                    report.problems.push(w);
+                    report.problems.push(Finding {
+                        code: "key_skipped",
+                        identity: None,
+                        message,
+                    });
                 } else {
-                    report.advice.push(w);
+                    report.advice.push(Finding {
+                        code: "advice",
+                        identity: None,
+                        message,
+                    });
                 }
             }
         }
@@ -139,7 +171,7 @@ pub fn check(target: &Path, td: Option<&str>, as_json: bool) -> Result<(), Failu
     let shared: usize = reports.iter().map(|r| r.shared).sum();
     let skipped: usize = reports.iter().map(|r| r.problems.len()).sum::<usize>() - shared;
     if as_json {
-        out(&report_json(target, is_dir, &reports, &conflicts).to_string());
+        out_json(&report_json(target, is_dir, &reports, &conflicts));
     } else {
         print_text(target, is_dir, &reports, &conflicts, seen.len());
     }
@@ -264,10 +296,10 @@ fn print_text(
             }
         }
         for p in &r.problems {
-            out(&format!("  problem: {p}"));
+            out(&format!("  problem: {}", p.message));
         }
         for a in &r.advice {
-            out(&format!("  advice: {a}"));
+            out(&format!("  advice: {}", a.message));
         }
         if r.not_canonical && r.problems.is_empty() {
             out(&format!(
@@ -323,22 +355,55 @@ fn report_json(target: &Path, is_dir: bool, reports: &[FileReport], conflicts: &
                 "path": r.path.display().to_string(),
                 "format": doc.format().as_str(),
                 "trust_domains": doc.domains().iter().map(domain_json).collect::<Vec<_>>(),
-                "problems": r.problems,
-                "advice": r.advice,
+                "problems": r.problems.iter().map(|f| f.json(&r.path)).collect::<Vec<_>>(),
+                "advice": r.advice.iter().map(|f| f.json(&r.path)).collect::<Vec<_>>(),
                 "canonical": !r.not_canonical,
             }),
         })
+        .collect();
+    // Every finding of every file, and the conflicts between files, in one
+    // list a script can read without walking the files.
+    let mut problems: Vec<Value> = reports
+        .iter()
+        .flat_map(|r| r.problems.iter().map(|f| f.json(&r.path)))
+        .collect();
+    problems.extend(conflicts.iter().map(|c| {
+        json!({"code": "trust_domain_conflict", "identity": null, "message": c, "file": target.display().to_string()})
+    }));
+    let advice: Vec<Value> = reports
+        .iter()
+        .flat_map(|r| r.advice.iter().map(|f| f.json(&r.path)))
         .collect();
     let ok = conflicts.is_empty()
         && !(is_dir && reports.is_empty())
         && reports
             .iter()
             .all(|r| r.doc.is_ok() && r.problems.is_empty());
-    json!({
+    let mut doc = json!({
         "path": target.display().to_string(),
         "directory": is_dir,
         "files": files,
-        "problems": conflicts,
+        "problems": problems,
+        "advice": advice,
         "ok": ok,
-    })
+    });
+    // One spiffile bundle: its summary at the top, as for a single file.
+    if let ([single], false) = (reports, is_dir)
+        && let Ok(BundleDocument::Spiffile(b)) = &single.doc
+    {
+        doc["trust_domain"] = b.trust_domain().as_str().into();
+        doc["identities"] = b
+            .identities()
+            .map(|(id, keys)| {
+                json!({
+                    "id": id.as_str(),
+                    "kids": keys.iter().map(|k| k.kid()).collect::<Vec<_>>(),
+                })
+            })
+            .collect::<Vec<_>>()
+            .into();
+        doc["keys"] = b.identities().map(|(_, k)| k.len()).sum::<usize>().into();
+        doc["canonical"] = (!single.not_canonical).into();
+    }
+    doc
 }

@@ -5,7 +5,8 @@ use clap::{Parser, Subcommand};
 
 use crate::output::Failure;
 use crate::{
-    add, bundle, completions, demo, env, init, inspect, list, remove, rotate, token, verify, x509,
+    add, bundle, completions, demo, env, exec, exit, init, inspect, list, man, remove, rotate,
+    status, token, verify, x509,
 };
 
 const ABOUT: &str = "SPIFFE workload identities as plain files: provision a trust domain, mint and verify JWT-SVIDs";
@@ -15,19 +16,20 @@ Examples:
   spiffile demo                                     see the whole story in a few seconds
   spiffile init ./idroot --trust-domain example.org
   spiffile add ./idroot orders billing
+  spiffile exec ./idroot orders -- ./orders-server  run a program as orders (no eval)
   eval \"$(spiffile env ./idroot orders)\"            SPIFFILE_* for the orders service
   curl -H \"Authorization: Bearer $(spiffile token --audience spiffe://example.org/billing)\" …
-  spiffile verify --dir ./billing-files < token.txt   (prints the caller's SPIFFE ID)
+  spiffile verify --dir ./idroot/services/billing < token.txt   (prints the caller's SPIFFE ID)
   spiffile rotate ./idroot orders                   new key first, old key kept
   spiffile revoke-old ./idroot orders               end the overlap: drop the old key
+  spiffile status ./idroot                          health of every service (exit 1: a problem)
   spiffile x509 init ./idroot && spiffile x509 issue ./idroot orders   X.509-SVIDs for mTLS
 
-Exit codes: 0 success, 1 the operation failed (token rejected, bundle problems),
-2 usage or configuration error.";
+SPIFFILE_ROOT=./idroot lets every ROOT argument be left out.";
 
 /// The `spiffile` command.
 #[derive(Debug, Parser)]
-#[command(name = "spiffile", version, about = ABOUT, after_help = EXAMPLES)]
+#[command(name = "spiffile", version, about = ABOUT, after_help = const_format_help())]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,6 +49,8 @@ enum Command {
     Token(token::TokenArgs),
     Verify(verify::VerifyArgs),
     Inspect(inspect::InspectArgs),
+    Status(status::StatusArgs),
+    Exec(exec::ExecArgs),
     /// Check or reformat a bundle file.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
@@ -57,6 +61,7 @@ enum Command {
     /// and audience refusals, rotation and revocation, checking each outcome.
     Demo,
     Completions(completions::CompletionsArgs),
+    Man(man::ManArgs),
     /// Work with a Kubernetes cluster running spiffile-operator (also
     /// installable as the kubectl plugin `kubectl-spiffile`).
     #[cfg(feature = "k8s")]
@@ -78,6 +83,36 @@ pub fn parse() -> Result<Cli, clap::Error> {
     Cli::try_parse_from(args)
 }
 
+/// The examples, then the exit-code table.
+fn const_format_help() -> String {
+    format!("{EXAMPLES}\n\n{}", exit::TABLE)
+}
+
+impl Cli {
+    /// Whether the command prints JSON (so a failure is reported as JSON
+    /// on stdout too).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Init(a) => a.json(),
+            Command::Add(a) => a.json(),
+            Command::Rotate(a) => a.json(),
+            Command::RevokeOld(a) => a.json(),
+            Command::Remove(a) => a.json(),
+            Command::List(a) => a.json(),
+            Command::Env(a) => a.json(),
+            Command::Token(a) => a.json(),
+            Command::Verify(a) => a.json(),
+            Command::Inspect(a) => a.json(),
+            Command::Status(a) => a.json(),
+            Command::Bundle(c) => c.json(),
+            Command::X509(c) => c.json(),
+            Command::Demo | Command::Exec(_) | Command::Completions(_) | Command::Man(_) => false,
+            #[cfg(feature = "k8s")]
+            Command::K8s(_) => false,
+        }
+    }
+}
+
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
@@ -91,10 +126,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Token(args) => args.run(),
         Command::Verify(args) => args.run(),
         Command::Inspect(args) => args.run(),
+        Command::Status(args) => args.run(),
+        Command::Exec(args) => args.run(),
         Command::Bundle(command) => command.run(),
         Command::X509(command) => command.run(),
         Command::Demo => demo::run(),
         Command::Completions(args) => args.run(),
+        Command::Man(args) => args.run(),
         #[cfg(feature = "k8s")]
         Command::K8s(command) => command.run(),
     }

@@ -155,7 +155,10 @@ fn story(root: &Path, checks: &mut Checks) -> Result<(), Failure> {
     out("");
     out("5. orders' key is rotated; old and new keys overlap");
     out("   $ spiffile rotate $ROOT orders");
-    let rotated = step("rotate", provision::rotate_service(root, "orders", true))?;
+    let rotated = step(
+        "rotate",
+        provision::rotate_service(root, "orders", provision::OldKeys::Keep),
+    )?;
     let kids: Vec<String> = rotated.kids.iter().map(|k| short(k)).collect();
     out(&format!(
         "     bundle binds orders to {} keys, current first: {}",

@@ -1,23 +1,27 @@
 //! `spiffile env`: a service's `SPIFFILE_*` variables, for a shell, a
 //! `.env` file or a program.
 
-use std::path::PathBuf;
-
 use clap::ValueEnum;
 use spiffile::provision;
 
+use crate::exit::provision_failure;
 use crate::output::{Failure, out};
+use crate::root_arg::root_and_names;
 
 /// Print the SPIFFILE_* variables of a service.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  eval \"$(spiffile env ./idroot orders)\"\n  spiffile env ./idroot orders --format dotenv > orders.env"
+    override_usage = "spiffile env [ROOT] <NAME> [--format FORMAT]",
+    after_help = "ROOT defaults to $SPIFFILE_ROOT. To run a program with these variables, without
+eval, use `spiffile exec ROOT NAME -- PROGRAM`.
+
+Examples:
+  eval \"$(spiffile env ./idroot orders)\"\n  spiffile env ./idroot orders --format dotenv > orders.env"
 )]
 pub struct EnvArgs {
-    /// The root.
-    root: PathBuf,
-    /// The service.
-    name: String,
+    /// The root (omit it when SPIFFILE_ROOT is set), then the service.
+    #[arg(required = true, num_args = 1..=2, value_name = "ROOT|NAME")]
+    args: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = EnvFormat::Shell)]
     format: EnvFormat,
@@ -34,10 +38,18 @@ enum EnvFormat {
 }
 
 impl EnvArgs {
+    /// Whether the output is JSON.
+    pub fn json(&self) -> bool {
+        self.format == EnvFormat::Json
+    }
+}
+
+impl EnvArgs {
     /// Runs `spiffile env`.
     pub fn run(self) -> Result<(), Failure> {
-        let EnvArgs { root, name, format } = self;
-        let env = provision::service_env(&root, &name).map_err(Failure::failed)?;
+        let EnvArgs { args, format } = self;
+        let (root, names) = root_and_names("env", args, Some(1))?;
+        let env = provision::service_env(&root, &names[0]).map_err(provision_failure)?;
         let mut vars = Vec::new();
         for (k, v) in env.vars() {
             let v = v.to_str().ok_or_else(|| {

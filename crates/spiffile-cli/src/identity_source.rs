@@ -1,6 +1,7 @@
-//! Where `token`, `verify` and `inspect` find their identity and trust: the
-//! `SPIFFILE_*` environment, flags beside it (each flag wins over its
-//! variable), a directory, or a service of a provisioned root.
+//! Where `token`, `verify`, `inspect`, `status` and `exec` find their
+//! identity and trust: the `SPIFFILE_*` environment, flags beside it (each
+//! flag wins over its variable), a directory, or a service of a provisioned
+//! root.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -11,21 +12,25 @@ use spiffile::{
 };
 use spiffile::{Identity, IdentityBuilder, SpiffeId, provision};
 
+use crate::exit::identity_failure;
 use crate::output::Failure;
+use crate::root_arg::env_root;
 
 /// Where the identity and its trust come from: the SPIFFILE_* environment
 /// by default, each flag replacing its variable.
 #[derive(Debug, Default, clap::Args)]
 pub struct IdentitySource {
-    /// A directory holding id, key.pem and bundle.json, instead of the
-    /// SPIFFILE_* environment (the other flags still apply).
+    /// A directory holding id, key.pem and bundle.json, or a service
+    /// directory of a root (ROOT/services/NAME), instead of the SPIFFILE_*
+    /// environment (the other flags still apply).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["root", "service"])]
     dir: Option<PathBuf>,
-    /// A provisioned root (with --service): use that service's identity.
+    /// A provisioned root (with --service; default: $SPIFFILE_ROOT): use
+    /// that service's identity.
     #[arg(long, value_name = "ROOT", requires = "service")]
     root: Option<PathBuf>,
-    /// The service of --root whose identity to use.
-    #[arg(long, value_name = "NAME", requires = "root")]
+    /// The service of --root (or of $SPIFFILE_ROOT) whose identity to use.
+    #[arg(long, value_name = "NAME")]
     service: Option<String>,
     /// The identity file (SPIFFILE_ID_FILE).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["root", "service"])]
@@ -95,10 +100,12 @@ impl IdentitySource {
     pub fn sources(&self) -> Result<IdentitySources, Failure> {
         self.sources_with(&|name| std::env::var_os(name))
     }
+}
 
-    /// Whether a provisioned root was named (`--root` with `--service`).
-    pub fn root_service(&self) -> Option<(&PathBuf, &str)> {
-        Some((self.root.as_ref()?, self.service.as_deref()?))
+impl IdentitySource {
+    /// Whether a directory or a service was named (not the environment).
+    pub fn is_explicit(&self) -> bool {
+        self.dir.is_some() || self.service.is_some()
     }
 }
 
@@ -113,17 +120,30 @@ pub fn load_identity_with(
     builder: IdentityBuilder,
 ) -> Result<Identity, Failure> {
     let builder = builder.hot_reload(false);
-    let loaded = match source.root_service() {
-        Some((root, name)) => provision::load_identity_with(root, name, builder),
-        None => builder.load_sources(source.sources()?),
+    let loaded = match (&source.root, &source.service) {
+        (Some(root), Some(name)) => provision::load_identity_with(root, name, builder),
+        (None, Some(name)) => match env_root() {
+            Some(root) => provision::load_identity_with(root, name, builder),
+            None => {
+                return Err(Failure::usage(format!(
+                    "--service {name} needs the root it belongs to: add --root ROOT, or set SPIFFILE_ROOT"
+                )));
+            }
+        },
+        _ => builder.load_sources(source.sources()?),
     };
-    loaded.map_err(Failure::usage)
+    loaded.map_err(identity_failure)
 }
 
 pub fn parse_id(value: &str, what: &str) -> Result<SpiffeId, Failure> {
     SpiffeId::new(value).map_err(|e| {
         let shown: String = value.chars().take(100).collect();
-        Failure::usage(format!("{what} {shown:?} is not a SPIFFE ID: it {e}"))
+        let hint = if !value.contains("://") && !value.is_empty() {
+            " (a SPIFFE ID looks like spiffe://example.org/billing)"
+        } else {
+            ""
+        };
+        Failure::usage(format!("{what} {shown:?} is not a SPIFFE ID: it {e}{hint}"))
     })
 }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use spiffile::svid::{JwtSvid, JwtSvidSet, unix_now};
+use spiffile::svid::{JwtSvid, JwtSvidSet, UnixTime};
 
 use crate::inspect::describe_time;
 use crate::output::{Failure, out};
@@ -47,7 +47,7 @@ fn read_dir(dir: &Path) -> Result<Vec<Entry>, Failure> {
 /// presented to it).
 pub fn list(dir: &Path, audience: Option<&str>, as_json: bool) -> Result<(), Failure> {
     let entries = read_dir(dir)?;
-    let now = unix_now().unwrap_or(0);
+    let now = UnixTime::now().map_or(0, UnixTime::as_secs);
     if let Some(aud) = audience {
         let set = JwtSvidSet::new(
             entries

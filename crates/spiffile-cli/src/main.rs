@@ -1,9 +1,8 @@
 //! `spiffile`: provision spiffile roots, mint and verify JWT-SVIDs from a
 //! shell, inspect tokens and bundles, and run a self-checking demo.
 //!
-//! Exit codes: 0 success; 1 the operation failed (a token was rejected, a
-//! bundle has problems, a provisioning step failed); 2 usage or
-//! configuration error (bad arguments, identity files not found).
+//! Exit codes: see [`exit::TABLE`] (0 success; 1 refused or unhealthy;
+//! 2 usage; 3 configuration; `exec` passes on the program's).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -12,8 +11,11 @@ mod bundle;
 mod bundle_check;
 mod cli;
 mod completions;
+mod confirm;
 mod demo;
 mod env;
+mod exec;
+mod exit;
 mod identity_source;
 mod init;
 mod inspect;
@@ -21,9 +23,12 @@ mod jwt_svid_list;
 #[cfg(feature = "k8s")]
 mod k8s;
 mod list;
+mod man;
 mod output;
 mod remove;
+mod root_arg;
 mod rotate;
+mod status;
 mod token;
 mod token_input;
 mod trust_view;
@@ -43,9 +48,17 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    let json = cli.json();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
+            // A script reading JSON gets a document on stdout for any
+            // failure the command did not already report there.
+            if json && !failure.message.is_empty() && !output::json_written() {
+                output::out_json(&serde_json::json!({
+                    "error": {"exit_code": failure.code, "message": failure.message},
+                }));
+            }
             if failure.message.starts_with("spiffile ") {
                 output::err(&failure.message);
             } else if !failure.message.is_empty() {

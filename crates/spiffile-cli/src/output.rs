@@ -8,7 +8,7 @@ use std::io::Write as _;
 pub struct Failure {
     /// What went wrong (empty when it was already printed).
     pub message: String,
-    /// 1: the operation failed; 2: usage or configuration error.
+    /// The exit code (see [`crate::exit::TABLE`]).
     pub code: u8,
 }
 
@@ -21,13 +21,50 @@ impl Failure {
         }
     }
 
-    /// A usage or configuration error (exit 2).
+    /// A usage error: the command line is wrong (exit 2).
     pub fn usage(message: impl std::fmt::Display) -> Self {
         Failure {
             message: message.to_string(),
             code: 2,
         }
     }
+
+    /// A configuration error: the identity to use is not configured or
+    /// cannot be used (exit 3).
+    pub fn config(message: impl std::fmt::Display) -> Self {
+        Failure {
+            message: message.to_string(),
+            code: 3,
+        }
+    }
+
+    /// A failure already reported (on stdout as JSON, or line by line).
+    pub fn reported(code: u8) -> Self {
+        Failure {
+            message: String::new(),
+            code,
+        }
+    }
+}
+
+/// Whether this process has written a JSON document on stdout.
+static JSON_WRITTEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints a JSON document on one line of stdout.
+pub fn out_json(doc: &serde_json::Value) {
+    JSON_WRITTEN.store(true, std::sync::atomic::Ordering::Relaxed);
+    out(&doc.to_string());
+}
+
+/// Whether a JSON document is already on stdout (so a failure after it is
+/// not reported with a second one).
+pub fn json_written() -> bool {
+    JSON_WRITTEN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Provisioning notices as JSON strings.
+pub fn notices_json(notices: &[spiffile::provision::Notice]) -> serde_json::Value {
+    notices.iter().map(|n| n.to_string()).collect()
 }
 
 /// Prints a line on stdout; a closed stdout (`| head`) is not an error worth

@@ -133,7 +133,7 @@ pub fn describe(
     let aud = claims.get("aud");
     let (kind, identity_known, kid_known, aud_ok, aud_note) = match keys {
         DomainKeys::PerIdentity(b) => {
-            let bound = b.keys(id.as_str());
+            let bound = b.keys(&id);
             let kid_known = bound.is_some_and(|k| k.iter().any(|k| k.kid() == kid));
             let aud_ok = matches!(aud, Some(Value::String(_)));
             (

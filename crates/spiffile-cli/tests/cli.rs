@@ -26,7 +26,7 @@ fn provisioning_commands() {
     let out = run(["add", root, "orders"]).ok();
     assert!(out.contains("unchanged"), "{out}");
     // One bad name among good ones: the good ones are added, exit 1.
-    let bad = run(["add", root, "inventory", "../etc"]).code(1);
+    let bad = run(["add", root, "inventory", "../etc"]).code(2);
     assert!(bad.stdout.contains("inventory added"), "{}", bad.stdout);
     assert!(
         bad.stderr.contains("invalid service name"),
@@ -63,16 +63,16 @@ fn provisioning_commands() {
         out.contains("removed spiffe://example.org/inventory"),
         "{out}"
     );
-    let e = run(["remove", root, "inventory"]).code(1);
+    let e = run(["remove", root, "inventory"]).code(2);
     assert!(
         e.stderr.contains("unknown service `inventory`"),
         "{}",
         e.stderr
     );
-    let e = run(["rotate", root, "ghost"]).code(1);
+    let e = run(["rotate", root, "ghost"]).code(2);
     assert!(e.stderr.contains("unknown service"), "{}", e.stderr);
 
-    let e = run(["list", "/nonexistent-spiffile-root"]).code(1);
+    let e = run(["list", "/nonexistent-spiffile-root"]).code(2);
     assert!(e.stderr.contains("not a spiffile root"), "{}", e.stderr);
 }
 
@@ -80,9 +80,9 @@ fn provisioning_commands() {
 fn list_shows_key_missing_and_commands_warn() {
     let (_dir, root) = root_with(&["orders", "billing"]);
     fs::remove_file(root.join("services/orders/key.pem")).unwrap();
-    let list = run(["list", r(&root)]).ok();
+    let list = run(["list", r(&root)]).code(1).stdout;
     let line = list.lines().find(|l| l.starts_with("orders")).unwrap();
-    assert!(line.contains("key missing"), "{list}");
+    assert!(line.contains("key_missing"), "{list}");
     let add = run(["add", r(&root), "billing"]).ok();
     assert!(add.contains("unchanged"));
     let add = run(["add", r(&root), "billing"]);
@@ -132,7 +132,7 @@ fn env_formats() {
             .unwrap()
             .ends_with("/services/orders/key.pem")
     );
-    run(["env", r(&root), "ghost"]).code(1);
+    run(["env", r(&root), "ghost"]).code(2);
     run(["env", r(&root), "orders", "--format", "yaml"]).code(2);
 }
 
@@ -194,14 +194,14 @@ fn token_and_verify_exit_codes() {
     let out = run(["verify", "--dir", dir.to_str().unwrap(), t.trim()]).ok();
     assert_eq!(out.trim(), BILLING);
 
-    // Usage and configuration errors: exit 2.
-    let e = run(["verify", token]).code(2);
+    // Usage errors exit 2, configuration errors 3.
+    let e = run(["verify", token]).code(3);
     assert!(e.stderr.contains("SPIFFILE_DIR"), "{}", e.stderr);
     run_as(&root, "billing", ["verify", "--audience", "billing", token]).code(2);
     run_as(&root, "billing", ["verify", "--bogus", token]).code(2);
     run_as(&root, "billing", ["verify", "a", "b"]).code(2);
-    run(["verify", "--dir", "/nonexistent", token]).code(2);
-    run(["token", "--audience", BILLING]).code(2);
+    run(["verify", "--dir", "/nonexistent", token]).code(3);
+    run(["token", "--audience", BILLING]).code(3);
     run_as(&root, "billing", ["token", "--audience", "not-an-id"]).code(2);
     run_as(
         &root,
@@ -356,6 +356,10 @@ fn bundle_check_and_fmt() {
     );
     assert_eq!(e.stdout.matches("problem:").count(), 1, "{}", e.stdout);
     assert!(e.stderr.contains("1 entry skipped"), "{}", e.stderr);
+    let e = run(["bundle", "check", b, "--json"]).code(1);
+    let v: serde_json::Value = serde_json::from_str(&e.stdout).unwrap();
+    assert_eq!(v["problems"][0]["code"], "identity_skipped", "{v}");
+    assert_eq!(v["problems"][0]["identity"], ORDERS, "{v}");
     run(["bundle", "fmt", b]).code(1);
     assert_eq!(fs::read_to_string(&bundle).unwrap(), twice);
 
@@ -374,6 +378,15 @@ fn bundle_check_and_fmt() {
             .contains("1 public key bound to more than one identity"),
         "{}",
         e.stderr
+    );
+    // The same finding for a script: a stable code beside the words.
+    let e = run(["bundle", "check", b, "--json"]).code(1);
+    let v: serde_json::Value = serde_json::from_str(&e.stdout).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["problems"][0]["code"], "shared_key", "{v}");
+    assert_eq!(
+        v["problems"][0]["identity"], "spiffe://example.org/twin",
+        "{v}"
     );
 
     fs::write(&bundle, "{not json").unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::run;
+use common::{cmd, run};
 
 fn openssl_verify(root: &Path, name: &str) -> (bool, String) {
     let out = Command::new("openssl")
@@ -68,6 +68,84 @@ fn init_issue_renew_rotate_retire() {
     // Usage errors exit 2.
     run(["x509", "issue", r, "orders", "--ttl", "1w"]).code(2);
     run(["x509", "renew", r, "--within", "2"]).code(2);
+}
+
+/// Issue 16: `--json` on every command a script reads, SPIFFILE_ROOT for
+/// the root, and the exit codes of the table (a misspelt service: 2 with
+/// "did you mean"; a refused step: 1 with a JSON error document).
+#[test]
+fn x509_commands_report_json_and_take_spiffile_root() {
+    let json = |text: &str| -> serde_json::Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("r");
+    let r = root.to_str().unwrap();
+    let v = json(&run(["x509", "init", r, "--trust-domain", "example.org", "--json"]).ok());
+    assert_eq!(v["ca"]["trust_domain"], "example.org", "{v}");
+    assert_eq!(v["ca"]["bundle_cas"], 1, "{v}");
+    // A second init is refused (exit 1), with a document for the script.
+    let e = run(["x509", "init", r, "--json"]).code(1);
+    let v = json(&e.stdout);
+    assert_eq!(v["error"]["exit_code"], 1, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rotate-ca"),
+        "{v}"
+    );
+    run(["add", r, "orders"]).ok();
+    let with_root = |args: &[&str]| {
+        let out = cmd()
+            .env("SPIFFILE_ROOT", &root)
+            .args(args)
+            .output()
+            .unwrap();
+        common::Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let v = json(&with_root(&["x509", "issue", "orders", "billing", "--json"]).ok());
+    let issued = v["issued"].as_array().unwrap();
+    assert_eq!(issued.len(), 2, "{v}");
+    assert_eq!(issued[0]["id"], "spiffe://example.org/orders", "{v}");
+    assert!(
+        issued[1]["svid_file"]
+            .as_str()
+            .unwrap()
+            .ends_with("billing/svid.pem"),
+        "{v}"
+    );
+    let v = json(&with_root(&["x509", "renew", "--json"]).ok());
+    assert_eq!(v["renewed"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["kept"].as_array().unwrap().len(), 2, "{v}");
+    let v = json(&with_root(&["x509", "renew", "--within", "0", "--json"]).ok());
+    assert_eq!(v["renewed"].as_array().unwrap().len(), 2, "{v}");
+    let v = json(&with_root(&["x509", "rotate-ca", "--json"]).ok());
+    assert_eq!(v["ca"]["bundle_cas"], 2, "{v}");
+    let e = with_root(&["x509", "rotate-ca", "--retire", "--json"]).code(1);
+    assert!(
+        json(&e.stdout)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("renew them first")
+    );
+    with_root(&["x509", "renew", "--json"]).ok();
+    let v = json(&with_root(&["x509", "rotate-ca", "--retire", "--json"]).ok());
+    assert_eq!(v["retired"], 1, "{v}");
+    // No root anywhere: usage.
+    let e = run(["x509", "renew"]).code(2);
+    assert!(e.stderr.contains("SPIFFILE_ROOT"), "{}", e.stderr);
+    // Arguments swapped: the command in the right order.
+    let e = run(["x509", "issue", "orders", r]).code(2);
+    assert!(
+        e.stderr.contains("did you mean `spiffile x509 issue"),
+        "{}",
+        e.stderr
+    );
 }
 
 #[test]

@@ -219,7 +219,55 @@ pub(crate) mod tests {
         let e = err("spiffe://example.org/a b");
         assert_eq!(
             e.to_string(),
-            "path has the character ' ' at byte 22; only a-z, A-Z, 0-9, '.', '-' and '_' are allowed in segments"
+            "has the character ' ' at byte 22 in its path; only a-z, A-Z, 0-9, '.', '-' and '_' are allowed in path segments"
         );
+        let e = err("spiffe://Example.org/a");
+        assert_eq!(
+            format!("it {e}"),
+            "it has the character 'E' at byte 9 in its trust domain; only a-z, 0-9, '.', '-' and '_' are allowed (trust domains are lowercase)"
+        );
+        assert_eq!(e.position(), Some(9));
+        assert!(
+            err("spiffe://example.org/a%20b")
+                .to_string()
+                .ends_with("(no percent-encoding)")
+        );
+        assert_eq!(
+            TrustDomain::new("spiffe://example.org")
+                .unwrap_err()
+                .to_string(),
+            "starts with `spiffe://`; a trust domain is the bare name: drop `spiffe://`"
+        );
+        assert!(
+            TrustDomain::new("example.org:8443")
+                .unwrap_err()
+                .to_string()
+                .ends_with("(a trust domain has no port)")
+        );
+    }
+
+    #[test]
+    fn join_points_into_the_path_given() {
+        let td = TrustDomain::new("example.org").unwrap();
+        assert_eq!(
+            td.join("team/or ders").unwrap_err(),
+            IdError::BadPathChar {
+                ch: ' ',
+                position: 7
+            }
+        );
+        assert_eq!(
+            td.join("a//b").unwrap_err(),
+            IdError::EmptySegment { position: 2 }
+        );
+        assert_eq!(
+            td.join("a/../b").unwrap_err(),
+            IdError::DotSegment { position: 2 }
+        );
+        assert_eq!(
+            td.join("/a").unwrap_err(),
+            IdError::EmptySegment { position: 0 }
+        );
+        assert_eq!(td.join("a/").unwrap_err(), IdError::TrailingSlash);
     }
 }

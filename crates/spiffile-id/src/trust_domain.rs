@@ -26,7 +26,17 @@ pub struct TrustDomain {
 
 impl TrustDomain {
     /// Parses a bare trust domain name (`example.org`, not `spiffe://example.org`).
+    ///
+    /// ```
+    /// use spiffile_id::{IdError, TrustDomain};
+    /// assert_eq!(TrustDomain::new("spiffe://example.org"), Err(IdError::SchemeInTrustDomain));
+    /// let e = TrustDomain::new("Example.org").unwrap_err();
+    /// assert!(e.to_string().ends_with("(trust domains are lowercase)"), "{e}");
+    /// ```
     pub fn new(name: &str) -> Result<Self, IdError> {
+        if name.starts_with(SCHEME_PREFIX) {
+            return Err(IdError::SchemeInTrustDomain);
+        }
         check_trust_domain(name, 0)?;
         Ok(TrustDomain { name: name.into() })
     }
@@ -52,15 +62,21 @@ impl TrustDomain {
     /// Builds the SPIFFE ID `spiffe://<name>/<path>` from a path without its
     /// leading slash (`orders`, `team/orders`), checking the grammar.
     ///
+    /// Positions in errors are byte offsets into `path`, the part the caller
+    /// was given, not into the ID built from it.
+    ///
     /// ```
-    /// # use spiffile_id::TrustDomain;
+    /// # use spiffile_id::{IdError, TrustDomain};
     /// let td = TrustDomain::new("example.org")?;
     /// assert_eq!(td.join("team/orders")?.to_string(), "spiffe://example.org/team/orders");
     /// assert!(td.join("../x").is_err());
+    /// assert_eq!(td.join("or ders").unwrap_err(), IdError::BadPathChar { ch: ' ', position: 2 });
     /// # Ok::<(), spiffile_id::IdError>(())
     /// ```
     pub fn join(&self, path: &str) -> Result<SpiffeId, IdError> {
-        format!("{SCHEME_PREFIX}{}/{path}", self.name).parse()
+        let id = format!("{SCHEME_PREFIX}{}/{path}", self.name);
+        let path_offset = id.len() - path.len();
+        id.parse().map_err(|e: IdError| e.shifted_left(path_offset))
     }
 }
 

@@ -58,6 +58,10 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// is left alone.
 const TERMINATING_PAUSE: Duration = Duration::from_secs(10);
 
+/// How long a namespace whose ConfigMap vanished under a write waits for
+/// the watch to show it gone before it is written again.
+const GONE_DELAY: Duration = Duration::from_millis(200);
+
 /// How long a write may stay unconfirmed by the watch before it is retried.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -238,6 +242,7 @@ fn pass(ctx: &Arc<Context>, cache: &mut DocCache, writes: &SharedWrites) {
         let (ctx, writes) = (ctx.clone(), writes.clone());
         let (ns, data, current) = (ns.clone(), data.clone(), current.cloned());
         tokio::spawn(async move {
+            let had_configmap = current.is_some();
             let result = write(&ctx, &ns, &data, current.as_ref()).await;
             let mut w = lock(&writes);
             w.running.remove(&ns);
@@ -264,6 +269,20 @@ fn pass(ctx: &Arc<Context>, cache: &mut DocCache, writes: &SharedWrites) {
                     let ctx = ctx.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(TERMINATING_PAUSE).await;
+                        ctx.dirty.notify_one();
+                    });
+                }
+                Err(e) if had_configmap && crate::error::is_not_found(&e) => {
+                    // The ConfigMap was deleted after the watch last showed
+                    // it (its namespace being deleted, or by hand): not a
+                    // failure. Once the watch shows it gone, a pass creates
+                    // it again (refused quietly if the namespace is going).
+                    tracing::debug!(namespace = %ns, "bundle ConfigMap deleted meanwhile; written again after the watch sees it");
+                    w.done.remove(&ns);
+                    w.retry_at.insert(ns, Instant::now() + GONE_DELAY);
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(GONE_DELAY).await;
                         ctx.dirty.notify_one();
                     });
                 }

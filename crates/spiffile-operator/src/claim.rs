@@ -120,7 +120,7 @@ pub fn validate(
             ),
         );
     }
-    let Some(keys) = parsed.keys(id.as_str()) else {
+    let Some(keys) = parsed.keys(&id) else {
         return invalid(
             Reason::IdentityNotInBundle,
             format!(

@@ -487,7 +487,7 @@ pub fn compute(inputs: Inputs<'_>) -> World {
     inputs.parsed.retain(inputs.actual);
     // Each actual document parsed (or taken from the cache) once per pass.
     let mut docs_seen: HashMap<DocKey, Option<Arc<Bundle>>> = HashMap::new();
-    let mut binds = |ns: &str, td: &str, id: &str, kid: &str| -> bool {
+    let mut binds = |ns: &str, td: &str, id: &spiffile_id::SpiffeId, kid: &str| -> bool {
         let dk = bundle_key(td);
         docs_seen
             .entry((ns.to_owned(), dk))
@@ -507,12 +507,12 @@ pub fn compute(inputs: Inputs<'_>) -> World {
             .identities
             .get(&m.key)
             .and_then(|s| s.current_kid.clone())
-            .is_some_and(|kid| binds(&m.key.namespace, td, m.id.as_str(), &kid));
+            .is_some_and(|kid| binds(&m.key.namespace, td, &m.id, &kid));
         let staged_published = m.staged_kid.as_ref().is_some_and(|kid| {
             world
                 .trust_domain_namespaces
                 .get(td)
-                .is_some_and(|nss| nss.iter().all(|ns| binds(ns, td, m.id.as_str(), kid)))
+                .is_some_and(|nss| nss.iter().all(|ns| binds(ns, td, &m.id, kid)))
         });
         if let Some(s) = world.identities.get_mut(&m.key) {
             s.published = published;

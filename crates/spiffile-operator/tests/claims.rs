@@ -176,7 +176,11 @@ async fn delivered_material_is_validated_fanned_out_and_never_written() -> Resul
     assert!(msg.contains(&elsewhere.name), "{msg}");
 
     // The authority rotates; the courier redelivers; the fan-out follows.
-    spiffile_provision::rotate_service(root.path(), "tenant-manager", true)?;
+    spiffile_provision::rotate_service(
+        root.path(),
+        "tenant-manager",
+        spiffile_provision::OldKeys::Keep,
+    )?;
     let bundle2 = std::fs::read_to_string(root.path().join("bundle.json"))?;
     let mut cm = Api::<ConfigMap>::namespaced(env.client.clone(), &shared.name)
         .get("shared-bundle")

@@ -220,7 +220,7 @@ async fn rotation_overlaps_then_prunes_and_a_running_identity_follows() -> Resul
         cm.data.as_ref().unwrap()[&format!("{td}.json")].as_bytes(),
     )?;
     let mut kids: Vec<_> = doc
-        .keys(&format!("spiffe://{td}/orders"))
+        .keys(&format!("spiffe://{td}/orders").parse()?)
         .unwrap()
         .iter()
         .map(|k| k.kid().to_owned())

@@ -67,7 +67,7 @@ async fn upstream_readme_manifests_apply_unchanged() -> Result {
     let doc = spiffile_bundle::Bundle::from_json(
         cm.data.as_ref().ok_or("no data")?["example.org.json"].as_bytes(),
     )?;
-    assert!(doc.contains("spiffe://example.org/billing"));
+    assert!(doc.contains(&"spiffe://example.org/billing".parse().unwrap()));
 
     // `kubectl get serviceidentities -n shop`: NAME, SPIFFE ID, READY, AGE.
     let req = http::Request::get("/apis/spiffile.io/v1alpha1/namespaces/shop/serviceidentities")

@@ -84,7 +84,9 @@ async fn bundle(env: &Env, ns: &str, td: &str) -> Result<Option<Bundle>> {
 }
 
 fn binds(b: &Bundle, id: &str, kid: &str) -> bool {
-    b.keys(id)
+    id.parse()
+        .ok()
+        .and_then(|id| b.keys(&id))
         .is_some_and(|ks| ks.iter().any(|k| k.kid() == kid))
 }
 

@@ -51,7 +51,7 @@ pub fn service_env(root: impl AsRef<Path>, name: &str) -> Result<ServiceEnv, Err
     let root = fs::canonicalize(root).map_err(fsutil::fail(root, "resolve"))?;
     let open = Open::read(&root)?;
     let service = open.checked_service(name)?;
-    if !open.bundle.contains(service.id.as_str())
+    if !open.bundle.contains(&service.id)
         && !nofollow::exists(&service.key_file())?
         && !nofollow::exists(&service.id_file())?
     {

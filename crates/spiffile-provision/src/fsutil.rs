@@ -1,10 +1,8 @@
 //! File-system primitives: atomic replacement, private files, bounded reads.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Prefix of every file and directory name this crate creates for its own
 /// bookkeeping (temporary files, staged keys). Service names may not use it.
@@ -12,35 +10,20 @@ pub(crate) const RESERVED_PREFIX: &str = ".spiffile-";
 /// Prefix of temporary files written before a rename.
 pub(crate) const TEMP_PREFIX: &str = ".spiffile-tmp-";
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary name unique to this process and call.
-fn temp_name() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{TEMP_PREFIX}{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Creates a new file that nobody else can have opened: `create_new` with
-/// `mode` from the first byte (on Unix).
-fn create_new(path: &Path, mode: u32) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    crate::nofollow::no_follow(&mut options);
+/// A new temporary file in `dir` that nobody else can have opened
+/// (`O_CREAT | O_EXCL`, a random name after [`TEMP_PREFIX`]), with `mode`
+/// from its first byte on Unix. It is deleted when dropped unless persisted.
+fn create_temp(dir: &Path, mode: u32) -> io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TEMP_PREFIX);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(mode));
     }
     #[cfg(not(unix))]
     let _ = mode;
-    options.open(path)
+    builder.tempfile_in(dir)
 }
 
 /// Flushes a directory's entries (a rename or unlink inside it) to disk.
@@ -88,28 +71,26 @@ pub(crate) fn write_atomic(
     keep_existing_mode: bool,
 ) -> Result<(), IoFailure> {
     let target = dir.join(name);
-    let temp = dir.join(temp_name());
     let existing_mode = if keep_existing_mode {
         existing_permissions(&target)
     } else {
         None
     };
-    let result = (|| {
-        let mut file = create_new(&temp, mode).map_err(fail(&temp, "create"))?;
-        file.write_all(contents).map_err(fail(&temp, "write"))?;
-        if let Some(perms) = existing_mode {
-            file.set_permissions(perms)
-                .map_err(fail(&temp, "set the permissions of"))?;
-        }
-        file.sync_all().map_err(fail(&temp, "fsync"))?;
-        drop(file);
-        fs::rename(&temp, &target).map_err(fail(&target, "rename a new version over"))?;
-        sync_dir(dir).map_err(fail(dir, "fsync directory"))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
+    // `tempfile` creates the file (exclusively, with its mode) and deletes
+    // it on every early return; `persist` is the rename. The fsyncs, of the
+    // file before the rename and of the directory after it, are ours.
+    let mut file = create_temp(dir, mode).map_err(fail(dir, "create a temporary file in"))?;
+    let temp = file.path().to_owned();
+    file.write_all(contents).map_err(fail(&temp, "write"))?;
+    if let Some(perms) = existing_mode {
+        file.as_file()
+            .set_permissions(perms)
+            .map_err(fail(&temp, "set the permissions of"))?;
     }
-    result
+    file.as_file().sync_all().map_err(fail(&temp, "fsync"))?;
+    file.persist(&target)
+        .map_err(|e| fail(&target, "rename a new version over")(e.error))?;
+    sync_dir(dir).map_err(fail(dir, "fsync directory"))
 }
 
 fn existing_permissions(path: &Path) -> Option<fs::Permissions> {
@@ -223,13 +204,15 @@ mod tests {
     fn private_files_have_their_mode_before_any_byte_is_written() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k");
-        let file = create_new(&path, 0o600).unwrap();
-        let mode = file.metadata().unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        assert_eq!(file.metadata().unwrap().len(), 0);
-        // create_new never reuses a file someone else prepared.
-        assert!(create_new(&path, 0o600).is_err());
+        let file = create_temp(dir.path(), 0o600).unwrap();
+        let meta = file.as_file().metadata().unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), 0);
+        let name = file.path().file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with(TEMP_PREFIX), "{name}");
+        let path = file.path().to_owned();
+        drop(file);
+        assert!(!path.exists(), "an unpersisted temporary file is deleted");
     }
 
     #[test]

@@ -117,7 +117,7 @@ impl Open {
             .bundle
             .trust_domain()
             .join(path)
-            .map_err(|e| format!("as a SPIFFE ID path, it {e}"))?;
+            .map_err(|e| format!("it {e}"))?;
         let mut dir = self.services_dir();
         for (i, segment) in path.split('/').enumerate() {
             if segment.starts_with(RESERVED_PREFIX) {

@@ -23,7 +23,7 @@
 //! assert_eq!(env.id.as_str(), "spiffe://example.org/orders");
 //! assert!(env.key_file.ends_with("services/orders/key.pem"));
 //!
-//! provision::rotate_service(root, "orders", true)?; // new key first, old key kept
+//! provision::rotate_service(root, "orders", provision::OldKeys::Keep)?; // new key first, old key kept
 //! // Services load these files with `spiffile::Identity::from_env()`, or with
 //! // `spiffile::provision::load_identity(root, "orders")` (the facade).
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -41,20 +41,25 @@
 //!   `<root>/.spiffile.lock` (`flock`), so concurrent provisioners, in one
 //!   process or many, never lose each other's updates. Read-only operations
 //!   take the shared lock.
-//! * Each step is ordered so that a crash at any moment (`kill -9`) leaves a
-//!   bundle that parses and a state the next operation recognizes:
-//!   - `add` writes the key, then the `id` file, then the bundle entry. A key
-//!     without its bundle entry (an interrupted `add`) is bound by the next
-//!     `add` of that service ([`AddAction::Repaired`]) and reported by every
-//!     other operation ([`Notice::NotInBundle`]).
-//!   - `rotate` stages the new key beside the old one, adds it to the bundle
-//!     (first), renames it over `key.pem`, and only then drops the old keys if
-//!     asked. A staged key left by a crash is put in place when the bundle
-//!     already holds it, and discarded otherwise ([`Notice`]).
-//!   - `remove` deletes the key first, then the bundle entry, then the rest.
-//!     A bundle entry whose key is gone is reported
-//!     ([`Notice::KeyMissing`], [`ServiceStatus::KeyMissing`]); `add` refuses
-//!     to guess ([`Error::KeyMissing`] says how to revoke or re-key it).
+//! * Every operation is all or nothing, and ordered so that a crash at any
+//!   moment (`kill -9`) leaves a bundle that parses and a state the next
+//!   operation recognizes:
+//!   - `add` writes the key and the `id` file, then the bundle entry; a
+//!     failure removes what it wrote ([`Error::RolledBack`]). A `key.pem`
+//!     already on disk without its bundle entry is refused (whoever can write
+//!     the directory could have planted it) unless adopted with
+//!     [`AddOptions::adopt_existing_key`] ([`AddAction::Adopted`]); every
+//!     other operation reports it ([`Notice::NotInBundle`]).
+//!   - `rotate` stages the new key beside the old one, writes the bundle once
+//!     (new key first, old keys kept or dropped as [`OldKeys`] says), then
+//!     renames the staged key over `key.pem`. A staged key left by a crash is
+//!     put in place when the bundle already binds it, and discarded otherwise
+//!     ([`Notice`]).
+//!   - `remove` sets the key aside, writes the bundle without the identity
+//!     (the revocation), then deletes the files. A bundle entry whose key is
+//!     gone is reported ([`Notice::KeyMissing`], [`ServiceStatus::KeyMissing`]);
+//!     `add` refuses to guess ([`Error::KeyMissing`] says how to revoke or
+//!     re-key it).
 //!   - Temporary files (`.spiffile-tmp-*`) left by a crash are deleted by the
 //!     next operation that holds the lock.
 //! * A bundle with entries this library cannot read is never rewritten (that
@@ -68,6 +73,12 @@
 //! service as a `spiffile::Identity`).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
 
 mod add;
 mod audit;
@@ -99,7 +110,7 @@ pub use init::init_root;
 pub use list::{ServiceInfo, ServiceStatus, list_services};
 pub use notice::Notice;
 pub use remove::{Removed, remove_service};
-pub use rotate::{Revoked, Rotated, revoke_old_keys, rotate_service};
+pub use rotate::{OldKeys, Revoked, Rotated, revoke_old_keys, rotate_service};
 pub use spiffile_svid::{KeyError, PrivateKeyPem, public_key_of_pem};
 
 /// The bundle file of a root.

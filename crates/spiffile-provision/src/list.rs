@@ -39,6 +39,39 @@ pub enum ServiceStatus {
     Unsafe(String),
 }
 
+impl ServiceStatus {
+    /// A stable `snake_case` code for scripts and monitoring (`ok`,
+    /// `key_missing`, `not_in_bundle`, `key_not_bound`, `rotation_pending`,
+    /// `removal_pending`, `key_unreadable`, `unsafe`); the `Display` form is
+    /// for people.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceStatus::Ok => "ok",
+            ServiceStatus::KeyMissing => "key_missing",
+            ServiceStatus::NotInBundle => "not_in_bundle",
+            ServiceStatus::KeyNotBound => "key_not_bound",
+            ServiceStatus::RotationPending => "rotation_pending",
+            ServiceStatus::RemovalPending => "removal_pending",
+            ServiceStatus::KeyUnreadable(_) => "key_unreadable",
+            ServiceStatus::Unsafe(_) => "unsafe",
+        }
+    }
+
+    /// Whether key and bundle agree and nothing needs attention.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, ServiceStatus::Ok)
+    }
+
+    /// The detail behind the status, when there is more to say than its
+    /// code (why a key is unreadable, what makes a service unsafe).
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            ServiceStatus::KeyUnreadable(why) | ServiceStatus::Unsafe(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for ServiceStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

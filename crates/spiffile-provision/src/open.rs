@@ -118,7 +118,7 @@ impl Open {
 
     pub(crate) fn bundle_kids(&self, id: &SpiffeId) -> Vec<String> {
         self.bundle
-            .keys(id.as_str())
+            .keys(id)
             .map(|keys| keys.iter().map(|k| k.kid().to_owned()).collect())
             .unwrap_or_default()
     }

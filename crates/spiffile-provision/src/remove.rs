@@ -37,7 +37,7 @@ pub fn remove_service(root: impl AsRef<Path>, name: &str) -> Result<Removed, Err
     let mut open = Open::write(root.as_ref())?;
     let service = open.checked_service(name)?;
     let key_file = service.key_file();
-    let in_bundle = open.bundle.contains(service.id.as_str());
+    let in_bundle = open.bundle.contains(&service.id);
     let has_key = nofollow::exists(&key_file)?;
     let has_files = has_key || nofollow::exists(&service.id_file())?;
     if !in_bundle && !has_files {
@@ -57,7 +57,7 @@ pub fn remove_service(root: impl AsRef<Path>, name: &str) -> Result<Removed, Err
         if in_bundle {
             revoked = open
                 .bundle
-                .remove_identity(service.id.as_str())
+                .remove_identity(&service.id)
                 .map(|keys| keys.iter().map(|k| k.kid().to_owned()).collect())
                 .unwrap_or_default();
             open.write_bundle()?;

@@ -125,7 +125,7 @@ impl Open {
                 continue;
             }
             if let Ok(s) = self.service_at(&dir.name) {
-                if !self.bundle.contains(s.id.as_str()) {
+                if !self.bundle.contains(&s.id) {
                     self.note(Notice::NotInBundle {
                         name: s.name.clone(),
                         key_file: s.key_file(),

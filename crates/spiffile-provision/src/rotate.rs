@@ -13,6 +13,20 @@ use crate::service_files::{check_id_file, create_service_dir, read_key, write_id
 use crate::undo::Undo;
 use crate::{Error, Notice, audit, nofollow};
 
+/// What [`rotate_service`] does with the keys bound to the service before
+/// the rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OldKeys {
+    /// Keep them bound, after the new key, for the overlap while the new key
+    /// and bundle reach every holder; end the overlap with
+    /// [`revoke_old_keys`]. What a planned rotation does.
+    Keep,
+    /// Drop them from the bundle at once: tokens signed with them are
+    /// refused as soon as peers read the new bundle. What a rotation after a
+    /// key leak does.
+    Revoke,
+}
+
 /// The result of [`rotate_service`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -45,7 +59,8 @@ pub struct Revoked {
 
 /// Rotates a service's key: a new key pair is bound first in the identity's
 /// list and replaces `key.pem`. The old keys stay bound (for the overlap
-/// while the new key and bundle are distributed) unless `keep_old` is false.
+/// while the new key and bundle are distributed) with [`OldKeys::Keep`], and
+/// are dropped at once with [`OldKeys::Revoke`].
 ///
 /// All or nothing: everything (the name, the way to the directory, the `id`
 /// file) is checked before the first write. The new key is staged beside
@@ -57,7 +72,7 @@ pub struct Revoked {
 pub fn rotate_service(
     root: impl AsRef<Path>,
     name: &str,
-    keep_old: bool,
+    old_keys: OldKeys,
 ) -> Result<Rotated, Error> {
     let mut open = Open::write(root.as_ref())?;
     let service = open.checked_service(name)?;
@@ -84,7 +99,7 @@ pub fn rotate_service(
             undo.created(service.id_file());
         }
         let kid = key.kid().to_owned();
-        if keep_old {
+        if old_keys == OldKeys::Keep {
             open.bundle.add_key_first(&service.id, key)
         } else {
             open.bundle.set_keys(&service.id, vec![key])
@@ -108,7 +123,10 @@ pub fn rotate_service(
         }
     };
     let _ = sync_dir(&service.dir);
-    let revoked = if keep_old { Vec::new() } else { old };
+    let revoked = match old_keys {
+        OldKeys::Keep => Vec::new(),
+        OldKeys::Revoke => old,
+    };
     Ok(Rotated {
         kids: open.bundle_kids(&service.id),
         id: service.id,

@@ -116,7 +116,8 @@ mod tests {
 
     use crate::faults::arm;
     use crate::{
-        Error, Notice, add_service, init_root, list_services, remove_service, rotate_service,
+        Error, Notice, OldKeys, add_service, init_root, list_services, remove_service,
+        rotate_service,
     };
 
     fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -148,14 +149,14 @@ mod tests {
     fn kids(root: &Path) -> Vec<String> {
         let b = spiffile_bundle::Bundle::from_json(&fs::read(root.join("bundle.json")).unwrap())
             .unwrap();
-        b.keys("spiffe://example.org/orders")
+        b.keys(&"spiffe://example.org/orders".parse().unwrap())
             .map(|k| k.iter().map(|k| k.kid().to_owned()).collect())
             .unwrap_or_default()
     }
 
     #[test]
     fn a_rotation_failing_after_the_bundle_write_is_rolled_back() {
-        for keep_old in [true, false] {
+        for keep_old in [OldKeys::Keep, OldKeys::Revoke] {
             let (_dir, root) = root();
             let before = snapshot(&root);
             arm("rotate:rename");
@@ -172,7 +173,7 @@ mod tests {
         let old = kids(&root);
         arm("rotate:rename");
         arm("undo:bundle");
-        let e = rotate_service(&root, "orders", false).unwrap_err();
+        let e = rotate_service(&root, "orders", OldKeys::Revoke).unwrap_err();
         assert!(matches!(e, Error::Incomplete { .. }), "{e}");
         assert!(e.to_string().contains("puts it in place"), "{e}");
         let new = kids(&root);
@@ -251,7 +252,7 @@ mod tests {
         let mut b =
             spiffile_bundle::Bundle::from_json(&fs::read(root.join("bundle.json")).unwrap())
                 .unwrap();
-        b.remove_identity("spiffe://example.org/orders");
+        b.remove_identity(&"spiffe://example.org/orders".parse().unwrap());
         fs::write(root.join("bundle.json"), b.to_json()).unwrap();
         let a = add_service(&root, "billing").unwrap();
         assert!(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use spiffile_bundle::Bundle;
 use spiffile_provision::{
-    Error, Notice, ServiceStatus, add_service, init_root, list_services, remove_service,
+    Error, Notice, OldKeys, ServiceStatus, add_service, init_root, list_services, remove_service,
     revoke_old_keys, rotate_service, service_env,
 };
 
@@ -22,7 +22,7 @@ fn bundle_bytes(root: &Path) -> Vec<u8> {
 fn kids(root: &Path, id: &str) -> Vec<String> {
     Bundle::from_json(&bundle_bytes(root))
         .unwrap()
-        .keys(id)
+        .keys(&id.parse().unwrap())
         .map(|ks| ks.iter().map(|k| k.kid().to_owned()).collect())
         .unwrap_or_default()
 }
@@ -102,8 +102,14 @@ fn a_service_directory_that_is_a_symlink_is_refused_by_every_operation() {
         let before_outside = snapshot(&outside);
         let before_bundle = bundle_bytes(&root);
         assert_symlink_error(&add_service(&root, name).unwrap_err(), &link);
-        assert_symlink_error(&rotate_service(&root, name, true).unwrap_err(), &link);
-        assert_symlink_error(&rotate_service(&root, name, false).unwrap_err(), &link);
+        assert_symlink_error(
+            &rotate_service(&root, name, OldKeys::Keep).unwrap_err(),
+            &link,
+        );
+        assert_symlink_error(
+            &rotate_service(&root, name, OldKeys::Revoke).unwrap_err(),
+            &link,
+        );
         assert_symlink_error(&revoke_old_keys(&root, name).unwrap_err(), &link);
         assert_symlink_error(&remove_service(&root, name).unwrap_err(), &link);
         assert_symlink_error(&service_env(&root, name).unwrap_err(), &link);
@@ -133,7 +139,10 @@ fn a_service_directory_turned_into_a_symlink_after_add_is_reported_and_refused()
     symlink(&outside, &real).unwrap();
     let before = snapshot(&outside);
     assert_symlink_error(&remove_service(&root, "orders").unwrap_err(), &real);
-    assert_symlink_error(&rotate_service(&root, "orders", false).unwrap_err(), &real);
+    assert_symlink_error(
+        &rotate_service(&root, "orders", OldKeys::Revoke).unwrap_err(),
+        &real,
+    );
     assert_eq!(snapshot(&outside), before);
     let listed = list_services(&root).unwrap();
     let status = &listed.iter().find(|s| s.name == "orders").unwrap().status;
@@ -158,7 +167,7 @@ fn service_files_that_are_symlinks_are_refused() {
     let before = bundle_bytes(&root);
     for e in [
         add_service(&root, "orders").unwrap_err(),
-        rotate_service(&root, "orders", false).unwrap_err(),
+        rotate_service(&root, "orders", OldKeys::Revoke).unwrap_err(),
         revoke_old_keys(&root, "orders").unwrap_err(),
         remove_service(&root, "orders").unwrap_err(),
     ] {
@@ -215,7 +224,7 @@ fn a_symlinked_bundle_is_refused_and_both_sides_stay_as_they_were() {
     let before = fs::read(&shared).unwrap();
     for e in [
         add_service(&root, "billing").unwrap_err(),
-        rotate_service(&root, "orders", true).unwrap_err(),
+        rotate_service(&root, "orders", OldKeys::Keep).unwrap_err(),
         remove_service(&root, "orders").unwrap_err(),
         list_services(&root).unwrap_err(),
         init_root(&root, "example.org").unwrap_err(),
@@ -291,7 +300,11 @@ fn directories_others_can_write_are_warned_about_and_listed_as_unsafe() {
             warned[0].contains(&format!("{} is writable by {who}", svc.display())),
             "{warned:?}"
         );
-        let warned = unsafe_notices(&rotate_service(&root, "orders", true).unwrap().notices);
+        let warned = unsafe_notices(
+            &rotate_service(&root, "orders", OldKeys::Keep)
+                .unwrap()
+                .notices,
+        );
         assert_eq!(warned.len(), 1, "{warned:?}");
         let listed = list_services(&root).unwrap();
         let orders = listed.iter().find(|s| s.name == "orders").unwrap();
@@ -317,7 +330,11 @@ fn directories_others_can_write_are_warned_about_and_listed_as_unsafe() {
     );
     fs::set_permissions(root.join("services"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&root, fs::Permissions::from_mode(0o775)).unwrap();
-    let warned = unsafe_notices(&rotate_service(&root, "billing", true).unwrap().notices);
+    let warned = unsafe_notices(
+        &rotate_service(&root, "billing", OldKeys::Keep)
+            .unwrap()
+            .notices,
+    );
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert!(
         list_services(&root)
@@ -360,16 +377,16 @@ fn a_rotation_that_cannot_finish_changes_nothing() {
     let id_file = root.join("services/orders/id");
     fs::write(&id_file, "spiffe://example.org/billing\n").unwrap();
     let before = snapshot(&root);
-    for keep_old in [false, true] {
+    for keep_old in [OldKeys::Revoke, OldKeys::Keep] {
         let e = rotate_service(&root, "orders", keep_old).unwrap_err();
         assert!(matches!(e, Error::IdFileMismatch { .. }), "{e}");
-        assert_eq!(snapshot(&root), before, "keep_old={keep_old}");
+        assert_eq!(snapshot(&root), before, "{keep_old:?}");
     }
     assert_eq!(kids(&root, ORDERS), vec![k0]);
     // Another trust domain in the id file: the same.
     fs::write(&id_file, "spiffe://other.org/orders\n").unwrap();
     let before = snapshot(&root);
-    let e = rotate_service(&root, "orders", false).unwrap_err();
+    let e = rotate_service(&root, "orders", OldKeys::Revoke).unwrap_err();
     assert!(matches!(e, Error::TrustDomainMismatch { .. }), "{e}");
     assert_eq!(snapshot(&root), before);
 }

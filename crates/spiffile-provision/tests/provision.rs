@@ -14,8 +14,8 @@ fn load_identity(
 }
 
 use spiffile_provision::{
-    AddAction, AddOptions, Error, Notice, ServiceStatus, add_service, add_service_with, init_root,
-    list_services, remove_service, revoke_old_keys, rotate_service, service_env,
+    AddAction, AddOptions, Error, Notice, OldKeys, ServiceStatus, add_service, add_service_with,
+    init_root, list_services, remove_service, revoke_old_keys, rotate_service, service_env,
 };
 
 fn bundle(root: &Path) -> Bundle {
@@ -24,7 +24,7 @@ fn bundle(root: &Path) -> Bundle {
 
 fn kids(root: &Path, id: &str) -> Vec<String> {
     bundle(root)
-        .keys(id)
+        .keys(&id.parse().unwrap())
         .map(|ks| ks.iter().map(|k| k.kid().to_owned()).collect())
         .unwrap_or_default()
 }
@@ -97,7 +97,13 @@ fn init_twice_and_bad_trust_domain_are_refused() {
     assert!(e.to_string().contains("example.org"), "{e}");
     let e = init_root(dir.path().join("x"), "Example.ORG").unwrap_err();
     assert!(matches!(e, Error::InvalidTrustDomain { .. }), "{e}");
+    assert!(
+        e.to_string().contains("(trust domains are lowercase)"),
+        "{e}"
+    );
     assert!(!dir.path().join("x/bundle.json").exists());
+    let e = init_root(dir.path().join("x"), "spiffe://example.org").unwrap_err();
+    assert!(e.to_string().contains("drop `spiffe://`"), "{e}");
 }
 
 #[test]
@@ -135,6 +141,12 @@ fn add_is_idempotent_and_names_are_checked() {
         let e = add_service(root, bad).unwrap_err();
         assert!(matches!(e, Error::InvalidName { .. }), "{bad:?}: {e}");
     }
+    // Positions point into the name as typed, not into the SPIFFE ID.
+    let e = add_service(root, "team/or ders").unwrap_err().to_string();
+    assert!(
+        e.contains("\"team/or ders\": it has the character ' ' at byte 7 in its path"),
+        "{e}"
+    );
     let e = add_service(root, "spiffe://other.org/orders").unwrap_err();
     assert!(matches!(e, Error::TrustDomainMismatch { .. }), "{e}");
     // Refused names created nothing.
@@ -156,7 +168,7 @@ fn not_a_root_and_unknown_service_say_how_to_fix() {
     assert!(matches!(e, Error::NotARoot { .. }), "{e}");
     init_root(dir.path(), "example.org").unwrap();
     for e in [
-        rotate_service(dir.path(), "ghost", true).unwrap_err(),
+        rotate_service(dir.path(), "ghost", OldKeys::Keep).unwrap_err(),
         remove_service(dir.path(), "ghost").unwrap_err(),
         service_env(dir.path(), "ghost").unwrap_err(),
     ] {
@@ -176,10 +188,10 @@ fn rotate_keeps_or_drops_old_keys_and_tokens_follow() {
     let billing = load_identity(root, "billing").unwrap();
     let old_token = orders.token(billing.id()).unwrap();
 
-    let r1 = rotate_service(root, "orders", true).unwrap();
+    let r1 = rotate_service(root, "orders", OldKeys::Keep).unwrap();
     assert_eq!(r1.kids, vec![r1.kid.clone(), k0.clone()]);
     assert!(r1.revoked.is_empty());
-    let r2 = rotate_service(root, "orders", true).unwrap();
+    let r2 = rotate_service(root, "orders", OldKeys::Keep).unwrap();
     assert_eq!(r2.kids, vec![r2.kid.clone(), r1.kid.clone(), k0.clone()]);
     assert_eq!(kids(root, ORDERS), r2.kids);
 
@@ -190,7 +202,7 @@ fn rotate_keeps_or_drops_old_keys_and_tokens_follow() {
     assert_eq!(billing.verify(&old_token).unwrap().id(), ORDERS);
     assert_eq!(billing.verify(&new_token).unwrap().id(), ORDERS);
 
-    let r3 = rotate_service(root, "orders", false).unwrap();
+    let r3 = rotate_service(root, "orders", OldKeys::Revoke).unwrap();
     assert_eq!(r3.kids, vec![r3.kid.clone()]);
     assert_eq!(r3.revoked, vec![r2.kid, r1.kid, k0]);
     billing.reload().unwrap();
@@ -206,7 +218,7 @@ fn revoke_old_keys_ends_the_overlap() {
     let root = dir.path();
     init_root(root, "example.org").unwrap();
     let k0 = add_service(root, "orders").unwrap().kid;
-    let r = rotate_service(root, "orders", true).unwrap();
+    let r = rotate_service(root, "orders", OldKeys::Keep).unwrap();
     let v = revoke_old_keys(root, "orders").unwrap();
     assert_eq!(v.kid, r.kid);
     assert_eq!(v.revoked, vec![k0]);
@@ -225,8 +237,8 @@ fn remove_revokes_and_deletes_files() {
     assert_eq!(removed.revoked, vec![kid]);
     assert!(removed.notices.is_empty(), "{:?}", removed.notices);
     assert!(!root.join("services/team").exists());
-    assert!(!bundle(root).contains("spiffe://example.org/team/orders"));
-    assert!(bundle(root).contains("spiffe://example.org/billing"));
+    assert!(!bundle(root).contains(&"spiffe://example.org/team/orders".parse().unwrap()));
+    assert!(bundle(root).contains(&"spiffe://example.org/billing".parse().unwrap()));
     // A directory with foreign files is left, and said so.
     add_service(root, "orders").unwrap();
     fs::write(root.join("services/orders/notes.txt"), "mine").unwrap();
@@ -272,7 +284,7 @@ fn an_unbound_key_is_reported_and_bound_only_when_adopted() {
     add_service(root, "billing").unwrap();
     // A key without its entry (made by another tool, or planted).
     let mut b = bundle(root);
-    b.remove_identity(ORDERS);
+    b.remove_identity(&ORDERS.parse().unwrap());
     fs::write(root.join("bundle.json"), b.to_json()).unwrap();
 
     assert_eq!(status_of(root, "orders"), ServiceStatus::NotInBundle);
@@ -342,7 +354,7 @@ fn a_key_bound_to_another_identity_is_never_bound() {
             "{e}"
         );
     }
-    assert!(!bundle(root).contains(ORDERS));
+    assert!(!bundle(root).contains(&ORDERS.parse().unwrap()));
 }
 
 #[test]
@@ -367,7 +379,7 @@ fn missing_key_is_reported_and_add_refuses_to_guess() {
     assert!(matches!(e, Error::KeyMissing { .. }), "{e}");
     assert!(e.to_string().contains("--revoke-old"), "{e}");
     // Rotating with --revoke-old issues a fresh key.
-    let r = rotate_service(root, "orders", false).unwrap();
+    let r = rotate_service(root, "orders", OldKeys::Revoke).unwrap();
     assert_eq!(r.revoked, vec![k0]);
     assert_eq!(status_of(root, "orders"), ServiceStatus::Ok);
 }
@@ -489,7 +501,7 @@ fn readers_never_see_a_partial_bundle() {
     for i in 0..30 {
         add_service(&root, &format!("svc-{i}")).unwrap();
     }
-    rotate_service(&root, "svc-0", false).unwrap();
+    rotate_service(&root, "svc-0", OldKeys::Revoke).unwrap();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(reader.join().unwrap() > 0);
     assert_eq!(bundle(&root).len(), 30);

@@ -32,6 +32,55 @@ impl Hasher for PassThrough {
     }
 }
 
+/// A doorkeeper in front of a cache, as TinyLFU has: a direct-mapped table
+/// of the keyed hashes of keys seen once. Entries are admitted to the cache
+/// from their key's second sighting on, so a stream of keys that never come
+/// back (fresh tokens, new audiences) costs one relaxed atomic store each
+/// instead of an allocation, a copy and an eviction in cold memory.
+pub(crate) struct SeenOnce(Box<[std::sync::atomic::AtomicU64]>);
+
+impl SeenOnce {
+    /// A table of `slots` hashes (rounded up to a power of two; 0: none, and
+    /// everything counts as seen).
+    pub(crate) fn new(slots: usize) -> Self {
+        let slots = if slots == 0 {
+            0
+        } else {
+            slots.next_power_of_two()
+        };
+        SeenOnce(
+            (0..slots)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        )
+    }
+
+    /// Whether `hash` is recorded, without recording it (a key that is not
+    /// cannot be in a cache this table admits to).
+    pub(crate) fn contains(&self, hash: u64) -> bool {
+        let mask = self.0.len().wrapping_sub(1);
+        self.0
+            .get((hash as usize) & mask)
+            .is_none_or(|slot| slot.load(std::sync::atomic::Ordering::Relaxed) == hash | 1)
+    }
+
+    /// Whether `hash` was seen before; records it either way. A collision
+    /// can only admit an entry one sighting early, or one late.
+    pub(crate) fn seen_before(&self, hash: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mask = self.0.len().wrapping_sub(1);
+        let Some(slot) = self.0.get((hash as usize) & mask) else {
+            return true;
+        };
+        let tag = hash | 1; // never 0, the empty slot
+        if slot.load(Relaxed) == tag {
+            return true;
+        }
+        slot.store(tag, Relaxed);
+        false
+    }
+}
+
 struct Slot<E> {
     /// After this time (seconds since the epoch) the entry is never used.
     useless_after: i64,
@@ -125,15 +174,20 @@ impl<E> ShardedCache<E> {
         }
         let mut shard = self.shard(hash);
         if shard.len() >= self.per_shard && !shard.contains_key(&hash) {
-            shard.retain(|_, slot| slot.useless_after > now);
-            if shard.len() >= self.per_shard {
-                let soonest = shard
-                    .iter()
-                    .min_by_key(|(_, slot)| slot.useless_after)
-                    .map(|(h, _)| *h);
-                if let Some(h) = soonest {
+            // One pass finds the entry that expires soonest and whether any
+            // has expired; only then is the shard swept (a second pass).
+            let mut soonest: Option<(u64, i64)> = None;
+            for (h, slot) in shard.iter() {
+                if soonest.is_none_or(|(_, t)| slot.useless_after < t) {
+                    soonest = Some((*h, slot.useless_after));
+                }
+            }
+            match soonest {
+                Some((_, t)) if t <= now => shard.retain(|_, slot| slot.useless_after > now),
+                Some((h, _)) => {
                     shard.remove(&h);
                 }
+                None => {}
             }
         }
         shard.insert(
@@ -186,6 +240,25 @@ mod tests {
         assert_eq!(cache.get(h, 0, |e| (*e == "b").then_some(*e)), None);
         assert_eq!(cache.get(h, 0, |e| (*e == "a").then_some(*e)), Some("a"));
         assert_ne!(cache.hash(&[b"ab", b"c"]), cache.hash(&[b"a", b"bc"]));
+    }
+
+    #[test]
+    fn the_doorkeeper_admits_from_the_second_sighting() {
+        let seen = SeenOnce::new(100);
+        assert_eq!(seen.0.len(), 128);
+        assert!(!seen.seen_before(42));
+        assert!(seen.seen_before(42));
+        assert!(seen.seen_before(42));
+        assert!(!seen.seen_before(42 + 128), "same slot, another key");
+        assert!(!seen.seen_before(42), "evicted by the other key");
+        assert!(seen.contains(42));
+        assert!(!seen.contains(42 + 128), "looked at, not recorded");
+        assert!(seen.contains(42));
+        assert!(
+            SeenOnce::new(0).seen_before(7),
+            "no table: everything admitted"
+        );
+        assert!(SeenOnce::new(0).contains(7));
     }
 
     #[test]

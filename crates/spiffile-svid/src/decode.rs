@@ -212,7 +212,7 @@ pub(crate) fn parse_claims(json: &[u8]) -> Result<RawClaims<'_>, TokenError> {
 /// What serde_json said, without repeating the input: its "invalid type"
 /// message quotes a string value in full, and the segment is whatever the
 /// sender chose. Syntax messages are fixed texts with a position.
-fn json_problem(e: &serde_json::Error, json: &[u8]) -> String {
+pub(crate) fn json_problem(e: &serde_json::Error, json: &[u8]) -> String {
     if e.classify() == serde_json::error::Category::Data {
         let found = match json.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'"') => "a string",

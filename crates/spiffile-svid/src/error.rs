@@ -2,6 +2,8 @@
 
 use spiffile_id::{IdError, SpiffeId, TrustDomain};
 
+use crate::numeric_date::UnixTime;
+
 /// The reason a token was rejected, as a small `Copy` value a program can
 /// match on or turn into an error code (see [`Reason::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,7 +141,10 @@ pub enum TokenError {
         expected: SpiffeId,
     },
     /// The token expired.
-    #[error("token expired at {exp} (now {now}, leeway {leeway} s)")]
+    #[error(
+        "token expired at {} ({} ago by the verifier's clock, {}; leeway {leeway} s)",
+        UnixTime::from_secs(*exp), Span(now.saturating_sub(*exp)), UnixTime::from_secs(*now)
+    )]
     Expired {
         /// `exp`, seconds since the epoch.
         exp: i64,
@@ -149,7 +154,10 @@ pub enum TokenError {
         leeway: u64,
     },
     /// The token is not valid yet (`nbf`).
-    #[error("token is not valid before {nbf} (now {now}, leeway {leeway} s)")]
+    #[error(
+        "token is not valid before {} (in {} by the verifier's clock, {}; leeway {leeway} s)",
+        UnixTime::from_secs(*nbf), Span(nbf.saturating_sub(*now)), UnixTime::from_secs(*now)
+    )]
     NotYetValid {
         /// `nbf`.
         nbf: i64,
@@ -159,7 +167,10 @@ pub enum TokenError {
         leeway: u64,
     },
     /// The token was issued in the future (`iat`).
-    #[error("token is issued at {iat}, in the future (now {now}, leeway {leeway} s)")]
+    #[error(
+        "token is issued at {}, {} in the future by the verifier's clock ({}; leeway {leeway} s)",
+        UnixTime::from_secs(*iat), Span(iat.saturating_sub(*now)), UnixTime::from_secs(*now)
+    )]
     IssuedInFuture {
         /// `iat`.
         iat: i64,
@@ -191,6 +202,19 @@ pub enum TokenError {
         /// The trust domain of `sub`.
         trust_domain: TrustDomain,
     },
+    /// No key bound to the subject validates the signature, and the key the
+    /// token names is not (or no longer) bound to it: most often a key that
+    /// was revoked or rotated out, or a token signed with another
+    /// identity's key.
+    #[error(
+        "signature does not verify with any key bound to `{sub}`; the token names the key {kid}, which is not bound to `{sub}` (revoked or rotated out, or not that identity's key)"
+    )]
+    UnboundKey {
+        /// The claimed subject.
+        sub: SpiffeId,
+        /// The `kid` of the token's header, JSON-quoted and shortened.
+        kid: String,
+    },
 }
 
 impl TokenError {
@@ -214,7 +238,8 @@ impl TokenError {
             TokenError::IssuedInFuture { .. } => Reason::IssuedInFuture,
             TokenError::SignatureLength(_)
             | TokenError::Signature(_)
-            | TokenError::DomainSignature { .. } => Reason::Signature,
+            | TokenError::DomainSignature { .. }
+            | TokenError::UnboundKey { .. } => Reason::Signature,
         }
     }
 }
@@ -231,12 +256,16 @@ pub enum Error {
     #[error("unknown identity `{0}`: it has no keys in the trust bundle")]
     UnknownIdentity(SpiffeId),
     /// A token lifetime that cannot be used.
-    #[error("token lifetime must be between 1 s and {max} s, not {requested_ms} ms")]
+    #[error(
+        "token lifetime must be between 1 s and {} s, not {}",
+        max.as_secs(),
+        DurationShown(*requested)
+    )]
     InvalidTtl {
-        /// What was asked, in milliseconds.
-        requested_ms: u128,
-        /// The largest lifetime accepted, in seconds.
-        max: u64,
+        /// What was asked.
+        requested: std::time::Duration,
+        /// The longest lifetime accepted.
+        max: std::time::Duration,
     },
     /// The system clock is before 1970.
     #[error("the system clock is before the Unix epoch")]
@@ -255,6 +284,38 @@ impl Error {
         match self {
             Error::InvalidToken(t) => Some(t.reason()),
             _ => None,
+        }
+    }
+}
+
+/// A number of seconds as a person reads it: `45 s`, `12 min`, `5 h`,
+/// `3 days`.
+pub(crate) struct Span(pub(crate) i64);
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            s if s < 120 => write!(f, "{s} s"),
+            s if s < 7200 => write!(f, "{} min", s / 60),
+            s if s < 172_800 => write!(f, "{} h", s / 3600),
+            s => write!(f, "{} days", s / 86_400),
+        }
+    }
+}
+
+/// A duration as a person would write it back: whole seconds in seconds,
+/// whole milliseconds in milliseconds, anything finer as `Debug` does.
+pub(crate) struct DurationShown(pub(crate) std::time::Duration);
+
+impl std::fmt::Display for DurationShown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0;
+        if d.subsec_nanos() == 0 {
+            write!(f, "{} s", d.as_secs())
+        } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+            write!(f, "{} ms", d.as_millis())
+        } else {
+            write!(f, "{d:?}")
         }
     }
 }

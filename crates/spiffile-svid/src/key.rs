@@ -16,9 +16,10 @@ pub enum KeyError {
     /// No PEM block was found.
     #[error("is not a PEM file (no `-----BEGIN PRIVATE KEY-----` line)")]
     NotPem,
-    /// A SEC1 `EC PRIVATE KEY` block.
+    /// A SEC1 `EC PRIVATE KEY` block (with or without the `EC PARAMETERS`
+    /// block `openssl ecparam -genkey` writes before it).
     #[error(
-        "is a SEC1 `EC PRIVATE KEY`; spiffile reads PKCS#8. Convert it with: openssl pkcs8 -topk8 -nocrypt -in key.pem -out key.pkcs8.pem"
+        "is a SEC1 `EC PRIVATE KEY` (what `openssl ecparam -genkey` writes); spiffile reads PKCS#8. Convert it with: openssl pkcs8 -topk8 -nocrypt -in key.pem -out key.pkcs8.pem"
     )]
     Sec1,
     /// An encrypted PKCS#8 block.
@@ -37,7 +38,9 @@ pub enum KeyError {
     )]
     OtherCurve(&'static str),
     /// An Ed25519/Ed448 or other non-EC key.
-    #[error("is a {0} key; spiffile uses EC P-256 (ES256) keys only")]
+    #[error(
+        "is a {0} key; spiffile uses EC P-256 (ES256) keys only, the one algorithm every JWT-SVID verifier accepts. Generate one with: openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem"
+    )]
     OtherAlgorithm(&'static str),
     /// A public key or certificate where a private key was expected.
     #[error("holds a `{0}`, not a private key")]
@@ -53,39 +56,57 @@ pub enum KeyError {
     Rejected(String),
 }
 
-/// Locates the first PEM block and returns its label and decoded body.
+/// Finds the key's PEM block and returns its label and decoded body.
+///
+/// `EC PARAMETERS` blocks are skipped: `openssl ecparam -genkey` writes one
+/// before the key by default.
+///
+/// Why not `pem-rfc7468`: it decodes one PEM document with RFC 7468's strict
+/// grammar at one line width (64 by default), while key files in the field
+/// hold several blocks (the parameters above, a certificate beside the key)
+/// and some tools wrap at 76. So the armour (labels, public) is found here,
+/// and the body of the key block is decoded with `base64ct`, the
+/// constant-time Base64 that `pem-rfc7468` itself uses: no table lookup or
+/// branch depends on the secret bytes.
 fn pem_block(text: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>), KeyError> {
     const BEGIN: &[u8] = b"-----BEGIN ";
-    let start = text
-        .windows(BEGIN.len())
-        .position(|w| w == BEGIN)
-        .ok_or(KeyError::NotPem)?;
-    let rest = &text[start + BEGIN.len()..];
-    let label_end = rest
-        .windows(5)
-        .position(|w| w == b"-----")
-        .ok_or(KeyError::BadPem)?;
-    let label = String::from_utf8_lossy(&rest[..label_end]).into_owned();
-    if label.len() > 64 {
-        return Err(KeyError::BadPem);
+    let mut rest = text;
+    loop {
+        let start = rest
+            .windows(BEGIN.len())
+            .position(|w| w == BEGIN)
+            .ok_or(KeyError::NotPem)?;
+        let after = &rest[start + BEGIN.len()..];
+        let label_end = after
+            .windows(5)
+            .position(|w| w == b"-----")
+            .ok_or(KeyError::BadPem)?;
+        let label = String::from_utf8_lossy(&after[..label_end]).into_owned();
+        if label.len() > 64 {
+            return Err(KeyError::BadPem);
+        }
+        let body_and_end = &after[label_end + 5..];
+        let end_marker = format!("-----END {label}-----");
+        let end = body_and_end
+            .windows(end_marker.len())
+            .position(|w| w == end_marker.as_bytes())
+            .ok_or(KeyError::BadPem)?;
+        if label == "EC PARAMETERS" {
+            rest = &body_and_end[end + end_marker.len()..];
+            continue;
+        }
+        let body: Zeroizing<Vec<u8>> = Zeroizing::new(
+            body_and_end[..end]
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect(),
+        );
+        let body = std::str::from_utf8(&body).map_err(|_| KeyError::BadPem)?;
+        let der = <base64ct::Base64 as base64ct::Encoding>::decode_vec(body)
+            .map_err(|_| KeyError::BadPem)?;
+        return Ok((label, Zeroizing::new(der)));
     }
-    let body_and_end = &rest[label_end + 5..];
-    let end_marker = format!("-----END {label}-----");
-    let end = body_and_end
-        .windows(end_marker.len())
-        .position(|w| w == end_marker.as_bytes())
-        .ok_or(KeyError::BadPem)?;
-    let body: Zeroizing<Vec<u8>> = Zeroizing::new(
-        body_and_end[..end]
-            .iter()
-            .copied()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect(),
-    );
-    let der = STANDARD
-        .decode(body.as_slice())
-        .map_err(|_| KeyError::BadPem)?;
-    Ok((label, Zeroizing::new(der)))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -273,6 +294,42 @@ mod tests {
             public_key_of_pem(garbage.as_bytes()),
             Err(KeyError::Rejected(_))
         ));
+    }
+
+    #[test]
+    fn openssl_ecparam_output_is_recognised_as_sec1() {
+        // `openssl ecparam -genkey -name prime256v1`: parameters, then the key.
+        let sec1 = "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIM2Ywaw807BoGJjjLFybkWQxbIKB+3NHMePXmlygaVRQoAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n";
+        assert_eq!(
+            public_key_of_pem(sec1.as_bytes()).err(),
+            Some(KeyError::Sec1)
+        );
+        // Parameters before a PKCS#8 key do not stop it loading.
+        let with_params = format!(
+            "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n{ORDERS_PEM}"
+        );
+        assert!(public_key_of_pem(with_params.as_bytes()).is_ok());
+        // Lines wrapped at 76 (some tools) load too.
+        let body: String = ORDERS_PEM
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let wrapped: Vec<&str> = body
+            .as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let pem76 = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            wrapped.join("\n")
+        );
+        assert!(public_key_of_pem(pem76.as_bytes()).is_ok());
+        let only_params =
+            "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n";
+        assert_eq!(
+            public_key_of_pem(only_params.as_bytes()).err(),
+            Some(KeyError::NotPem)
+        );
     }
 
     #[test]

@@ -26,11 +26,24 @@
 //! `sub` (per domain: the key of `sub`'s trust domain that `kid` names). An unknown `sub` is [`Error::UnknownIdentity`];
 //! everything else is [`Error::InvalidToken`] with a [`TokenError`] whose
 //! [`Reason`] a program can match on.
+//!
+//! Two things are deliberately kept apart: [`UnverifiedToken`] decodes a
+//! token *without* verifying it (for inspection and error reports, never for
+//! authentication), and [`danger`] mints and verifies at a time of the
+//! caller's choosing, bypassing the clock and the lifetime limit (for tests
+//! and tools).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
 
 mod cache;
 mod claims;
+pub mod danger;
 mod decode;
 mod encode;
 mod error;
@@ -38,16 +51,19 @@ mod jwt_svid;
 mod key;
 mod numeric_date;
 mod signer;
+mod unverified;
 mod verifier;
 
 pub use claims::{Caller, Claims};
 pub use error::{Error, Reason, TokenError};
 pub use jwt_svid::{JwtSvid, JwtSvidSet, MissingJwtSvid};
 pub use key::{KeyError, PrivateKeyPem, generate_pkcs8_pem, public_key_of_pem};
-pub use numeric_date::unix_now;
+pub use numeric_date::UnixTime;
 pub use signer::{
-    DEFAULT_TOKEN_REUSE_FRACTION, DEFAULT_TTL, MAX_TTL, MINTED_TOKEN_CACHE_CAPACITY, Signer,
+    DEFAULT_TOKEN_REUSE_FRACTION, DEFAULT_TTL, MAX_TTL, MINTED_TOKEN_CACHE_CAPACITY,
+    RECOMMENDED_MAX_TTL, Signer, check_ttl,
 };
+pub use unverified::UnverifiedToken;
 pub use verifier::{
     AuthorityKind, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_VERIFY_CACHE_CAPACITY,
     TrustDomainInfo, TrustSetBuilder, TrustSetError, Verifier, VerifyOptions,

@@ -9,17 +9,19 @@ use std::time::Duration;
 use spiffile_bundle::Bundle;
 use spiffile_id::SpiffeId;
 
-use crate::cache::ShardedCache;
+use crate::cache::{SeenOnce, ShardedCache};
 use crate::claims::{Caller, Claims};
 use crate::decode::decode_segment_into;
 use crate::error::Error;
-use crate::numeric_date::unix_now;
+use crate::numeric_date::UnixTime;
 
 pub(crate) mod steps;
 mod trust_set;
 
 pub use trust_set::{AuthorityKind, TrustDomainInfo, TrustSetBuilder, TrustSetError};
 use trust_set::{Domain, per_identity, per_identity_owned};
+
+pub(crate) use steps::split_segments;
 
 /// Default clock leeway of verification (30 s).
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -49,13 +51,20 @@ impl VerifyOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets the clock leeway applied to `exp`, `nbf` and `iat`.
-    pub fn leeway(mut self, leeway: Duration) -> Self {
+    /// These options with the clock leeway applied to `exp`, `nbf` and
+    /// `iat` set to `leeway`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = spiffile_svid::VerifyOptions::new().with_leeway(Duration::from_secs(5));
+    /// assert_eq!(options.leeway(), Duration::from_secs(5));
+    /// ```
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
     }
-    /// Sets the maximum token size in bytes.
-    pub fn max_token_bytes(mut self, max: usize) -> Self {
+    /// These options with the largest accepted token set to `max` bytes.
+    pub fn with_max_token_bytes(mut self, max: usize) -> Self {
         self.max_token_bytes = max;
         self
     }
@@ -80,11 +89,11 @@ impl VerifyOptions {
         self.multiple_audiences
     }
     /// The clock leeway.
-    pub fn get_leeway(&self) -> Duration {
+    pub fn leeway(&self) -> Duration {
         self.leeway
     }
-    /// The maximum token size.
-    pub fn get_max_token_bytes(&self) -> usize {
+    /// The largest accepted token, in bytes.
+    pub fn max_token_bytes(&self) -> usize {
         self.max_token_bytes
     }
 }
@@ -132,6 +141,10 @@ pub struct Verifier {
     /// audience. It lives and dies with the verifier, so a new bundle starts
     /// with an empty cache.
     cache: Option<ShardedCache<(Box<str>, Caller)>>,
+    /// Tokens verified once (by keyed hash): a token is kept in the cache
+    /// from its second verification on, so a stream of tokens that are never
+    /// presented again (a client minting per request) costs no insert.
+    seen: SeenOnce,
 }
 
 /// Default capacity of the verified-token cache that
@@ -166,6 +179,7 @@ impl Verifier {
         Verifier {
             domains,
             cache: None,
+            seen: SeenOnce::new(0),
         }
     }
 
@@ -179,6 +193,7 @@ impl Verifier {
         Verifier {
             domains,
             cache: None,
+            seen: SeenOnce::new(0),
         }
     }
 
@@ -223,8 +238,10 @@ impl Verifier {
     }
 
     /// Remembers up to about `capacity` accepted tokens (0: none, the
-    /// default of [`Verifier::new`]), so that a token seen again verifies
-    /// without a signature check.
+    /// default of [`Verifier::new`]), so that a token presented again
+    /// verifies without a signature check. A token is remembered from its
+    /// second verification on: a token that is never presented again (a
+    /// client that mints per request) costs no insert.
     ///
     /// An entry is keyed by the whole token and the expected audience (a
     /// keyed hash, then a full comparison), and is used only while the
@@ -253,6 +270,7 @@ impl Verifier {
     /// ```
     pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
         self.cache = (capacity > 0).then(|| ShardedCache::new(capacity, VERIFY_CACHE_MAX_SHARDS));
+        self.seen = SeenOnce::new(if capacity > 0 { 2 * capacity } else { 0 });
         self
     }
 
@@ -302,8 +320,20 @@ impl Verifier {
 
     /// Whether tokens claiming `id` can be checked at all: `id` has keys in
     /// a per-identity trust domain, or is a workload of a per-domain one.
-    pub fn contains(&self, id: &str) -> bool {
-        steps::look_up_subject(&self.domains, id).is_ok()
+    pub fn contains(&self, id: &SpiffeId) -> bool {
+        steps::look_up_subject(&self.domains, id.as_str()).is_ok()
+    }
+
+    /// The kids bound to `id` in a per-identity trust domain, in bundle
+    /// order (current first); empty when `id` has no keys of its own (a
+    /// workload of a per-domain trust domain has none: its domain's keys
+    /// speak for every workload of the domain).
+    pub fn kids(&self, id: &SpiffeId) -> impl ExactSizeIterator<Item = &str> {
+        let keys = match steps::look_up_subject(&self.domains, id.as_str()) {
+            Ok(subject) if subject.domain.is_none() => subject.keys,
+            _ => &[][..],
+        };
+        keys.iter().map(|k| &*k.kid)
     }
 
     /// Verifies `token` for `audience` at the current time.
@@ -313,12 +343,12 @@ impl Verifier {
         audience: &SpiffeId,
         options: &VerifyOptions,
     ) -> Result<Caller, Error> {
-        self.verify_at(token, audience, options, unix_now()?)
+        self.verify_with_now(token, audience, options, UnixTime::now()?.as_secs())
     }
 
     /// Verifies `token` for `audience` as if the time were `now` (seconds
-    /// since the epoch).
-    pub fn verify_at(
+    /// since the epoch); public as [`crate::danger::verify_at`].
+    pub(crate) fn verify_with_now(
         &self,
         token: &str,
         audience: &SpiffeId,
@@ -330,15 +360,24 @@ impl Verifier {
             return self.verify_signed(token, audience, options, now);
         };
         let hash = cache.hash(&[token.as_bytes(), audience.as_str().as_bytes()]);
-        if let Some(caller) = cache.get(hash, now, |(cached, caller)| {
-            (**cached == *token && caller.claims.aud == *audience).then(|| caller.clone())
-        }) {
+        // A token the doorkeeper has not recorded is not in the cache, so a
+        // fresh one skips the shard's lock and lookup. Only looked at here:
+        // a token is recorded once it verifies, so refused input never
+        // moves the table.
+        if self.seen.contains(hash)
+            && let Some(caller) = cache.get(hash, now, |(cached, caller)| {
+                (**cached == *token && caller.claims.aud == *audience).then(|| caller.clone())
+            })
+        {
             // Exactly the time checks (and errors) of a first verification.
             let c = &caller.claims;
             steps::check_times(c.exp, c.nbf, c.iat, now, options.leeway)?;
             return Ok(caller);
         }
         let caller = self.verify_signed(token, audience, options, now)?;
+        if !self.seen.seen_before(hash) {
+            return Ok(caller);
+        }
         let leeway = i64::try_from(options.leeway.as_secs()).unwrap_or(i64::MAX);
         cache.insert(
             hash,

@@ -12,8 +12,14 @@ use spiffile_id::SpiffeId;
 use spiffile_svid::{
     Error, Reason, Signer, TokenError, Verifier, VerifyOptions, generate_pkcs8_pem,
 };
+use spiffile_svid::{UnixTime, danger};
 
 const NOW: i64 = 1_800_000_000;
+
+/// A time for the `danger` functions.
+fn at(secs: i64) -> UnixTime {
+    UnixTime::from_secs(secs)
+}
 
 struct World {
     orders: Signer,
@@ -63,9 +69,14 @@ fn claims(sub: &str, aud: Value) -> Value {
 }
 
 fn check(w: &World, token: &str) -> Result<SpiffeId, Error> {
-    w.verifier
-        .verify_at(token, &w.billing, &VerifyOptions::default(), NOW)
-        .map(|c| c.id().clone())
+    danger::verify_at(
+        &w.verifier,
+        token,
+        &w.billing,
+        &VerifyOptions::default(),
+        at(NOW),
+    )
+    .map(|c| c.id().clone())
 }
 
 fn reason(w: &World, token: &str) -> Reason {
@@ -80,11 +91,15 @@ fn reason(w: &World, token: &str) -> Reason {
 #[test]
 fn minted_tokens_verify_and_have_the_exact_shape() {
     let w = world();
-    let token = w.orders.mint_at(&w.billing, NOW, NOW + 60).unwrap();
-    let caller = w
-        .verifier
-        .verify_at(&token, &w.billing, &VerifyOptions::default(), NOW)
-        .unwrap();
+    let token = danger::mint_at(&w.orders, &w.billing, at(NOW), at(NOW + 60)).unwrap();
+    let caller = danger::verify_at(
+        &w.verifier,
+        &token,
+        &w.billing,
+        &VerifyOptions::default(),
+        at(NOW),
+    )
+    .unwrap();
     assert_eq!(caller.id(), w.orders.id());
     assert_eq!(caller.claims().aud(), &w.billing);
     assert_eq!(caller.claims().exp(), NOW + 60);
@@ -137,14 +152,14 @@ fn unknown_identity_is_its_own_error() {
     let stranger =
         Signer::from_pkcs8_pem(id("spiffe://example.org/stranger"), w.orders_pem.as_bytes())
             .unwrap();
-    let token = stranger.mint_at(&w.billing, NOW, NOW + 60).unwrap();
+    let token = danger::mint_at(&stranger, &w.billing, at(NOW), at(NOW + 60)).unwrap();
     assert_eq!(
         check(&w, &token),
         Err(Error::UnknownIdentity(id("spiffe://example.org/stranger")))
     );
     let other_td =
         Signer::from_pkcs8_pem(id("spiffe://other.org/orders"), w.orders_pem.as_bytes()).unwrap();
-    let token = other_td.mint_at(&w.billing, NOW, NOW + 60).unwrap();
+    let token = danger::mint_at(&other_td, &w.billing, at(NOW), at(NOW + 60)).unwrap();
     assert!(matches!(check(&w, &token), Err(Error::UnknownIdentity(_))));
 }
 
@@ -291,30 +306,34 @@ fn audience_is_one_string_equal_to_the_expected_one() {
         Err(Error::InvalidToken(TokenError::MissingClaim("aud")))
     );
     // The same token is good for its own audience only.
-    let t = w.orders.mint_at(&w.billing, NOW, NOW + 60).unwrap();
+    let t = danger::mint_at(&w.orders, &w.billing, at(NOW), at(NOW + 60)).unwrap();
     assert!(
-        w.verifier
-            .verify_at(
-                &t,
-                &id("spiffe://example.org/other"),
-                &VerifyOptions::default(),
-                NOW
-            )
-            .is_err()
+        danger::verify_at(
+            &w.verifier,
+            &t,
+            &id("spiffe://example.org/other"),
+            &VerifyOptions::default(),
+            at(NOW)
+        )
+        .is_err()
     );
 }
 
 #[test]
 fn times_are_checked_with_leeway() {
     let w = world();
-    let at = |iat: i64, exp: i64| w.orders.mint_at(&w.billing, iat, exp).unwrap();
+    let mint =
+        |iat: i64, exp: i64| danger::mint_at(&w.orders, &w.billing, at(iat), at(exp)).unwrap();
     // exp just inside the 30 s leeway: accepted; at the edge: expired.
-    assert!(check(&w, &at(NOW - 100, NOW - 29)).is_ok());
-    assert_eq!(reason(&w, &at(NOW - 100, NOW - 30)), Reason::Expired);
-    assert_eq!(reason(&w, &at(NOW - 1000, NOW - 500)), Reason::Expired);
+    assert!(check(&w, &mint(NOW - 100, NOW - 29)).is_ok());
+    assert_eq!(reason(&w, &mint(NOW - 100, NOW - 30)), Reason::Expired);
+    assert_eq!(reason(&w, &mint(NOW - 1000, NOW - 500)), Reason::Expired);
     // iat in the future beyond the leeway.
-    assert_eq!(reason(&w, &at(NOW + 31, NOW + 90)), Reason::IssuedInFuture);
-    assert!(check(&w, &at(NOW + 30, NOW + 90)).is_ok());
+    assert_eq!(
+        reason(&w, &mint(NOW + 31, NOW + 90)),
+        Reason::IssuedInFuture
+    );
+    assert!(check(&w, &mint(NOW + 30, NOW + 90)).is_ok());
     // nbf
     let sub = w.orders.id().as_str();
     let mut c = claims(sub, json!(w.billing.as_str()));
@@ -327,11 +346,16 @@ fn times_are_checked_with_leeway() {
         Reason::NotYetValid
     );
     // leeway is configurable
-    let strict = VerifyOptions::default().leeway(std::time::Duration::ZERO);
+    let strict = VerifyOptions::default().with_leeway(std::time::Duration::ZERO);
     assert!(
-        w.verifier
-            .verify_at(&at(NOW - 100, NOW - 1), &w.billing, &strict, NOW)
-            .is_err()
+        danger::verify_at(
+            &w.verifier,
+            &mint(NOW - 100, NOW - 1),
+            &w.billing,
+            &strict,
+            at(NOW)
+        )
+        .is_err()
     );
 }
 
@@ -408,7 +432,7 @@ fn duplicate_members_are_rejected() {
 #[test]
 fn framing() {
     let w = world();
-    let good = w.orders.mint_at(&w.billing, NOW, NOW + 60).unwrap();
+    let good = danger::mint_at(&w.orders, &w.billing, at(NOW), at(NOW + 60)).unwrap();
     let parts: Vec<&str> = good.split('.').collect();
     assert_eq!(
         reason(&w, &format!("{}.{}", parts[0], parts[1])),
@@ -461,10 +485,14 @@ fn claims_keep_extra_members() {
     let mut c = claims(w.orders.id().as_str(), json!(w.billing.as_str()));
     c["scope"] = json!("read");
     let t = sign_raw(&w.orders_pem, &header(w.orders.kid()), &c.to_string());
-    let caller = w
-        .verifier
-        .verify_at(&t, &w.billing, &VerifyOptions::default(), NOW)
-        .unwrap();
+    let caller = danger::verify_at(
+        &w.verifier,
+        &t,
+        &w.billing,
+        &VerifyOptions::default(),
+        at(NOW),
+    )
+    .unwrap();
     assert_eq!(caller.claims().other()["scope"], "read");
     assert_eq!(caller.claims().to_json()["scope"], "read");
 }
@@ -472,20 +500,19 @@ fn claims_keep_extra_members() {
 #[test]
 fn errors_name_the_part_and_never_echo_the_token() {
     let w = world();
-    let t = w.orders.mint_at(&w.billing, NOW - 1000, NOW - 500).unwrap();
+    let t = danger::mint_at(&w.orders, &w.billing, at(NOW - 1000), at(NOW - 500)).unwrap();
     let e = check(&w, &t).unwrap_err().to_string();
     assert!(e.starts_with("invalid token: token expired at"), "{e}");
     assert!(!e.contains(t.split('.').nth(2).unwrap()));
-    let e = w
-        .verifier
-        .verify_at(
-            &t,
-            &id("spiffe://example.org/x"),
-            &VerifyOptions::default(),
-            NOW,
-        )
-        .unwrap_err()
-        .to_string();
+    let e = danger::verify_at(
+        &w.verifier,
+        &t,
+        &id("spiffe://example.org/x"),
+        &VerifyOptions::default(),
+        at(NOW),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("claim `aud`"), "{e}");
 }
 
@@ -508,4 +535,42 @@ fn types_are_send_and_sync() {
     check::<Signer>();
     check::<Verifier>();
     check::<spiffile_svid::Caller>();
+}
+
+#[test]
+fn a_key_rotated_out_is_named_in_the_refusal() {
+    let w = world();
+    let old = danger::mint_at(&w.orders, &w.billing, at(NOW), at(NOW + 60)).unwrap();
+    // The bundle after `rotate --revoke-old`: orders holds only a new key.
+    let new_key = Signer::from_pkcs8_pem(
+        w.orders.id().clone(),
+        generate_pkcs8_pem().unwrap().as_bytes(),
+    )
+    .unwrap();
+    let mut bundle = Bundle::new("example.org".parse().unwrap());
+    bundle
+        .add_key(w.orders.id(), new_key.public_key().clone())
+        .unwrap();
+    let verifier = Verifier::new(&bundle);
+    let e = danger::verify_at(
+        &verifier,
+        &old,
+        &w.billing,
+        &VerifyOptions::default(),
+        at(NOW),
+    )
+    .unwrap_err();
+    assert_eq!(e.reason(), Some(Reason::Signature));
+    let message = e.to_string();
+    assert!(
+        message.contains(&format!("the token names the key \"{}\"", w.orders.kid())),
+        "{message}"
+    );
+    assert!(message.contains("revoked or rotated out"), "{message}");
+    // A bound kid with a bad signature is the plain signature error.
+    assert_eq!(
+        verifier.kids(w.orders.id()).collect::<Vec<_>>(),
+        [new_key.kid()]
+    );
+    assert!(verifier.contains(w.orders.id()));
 }

@@ -8,8 +8,14 @@ use common::sign_raw;
 use spiffile_bundle::Bundle;
 use spiffile_id::SpiffeId;
 use spiffile_svid::{Error, Reason, Signer, Verifier, VerifyOptions, generate_pkcs8_pem};
+use spiffile_svid::{UnixTime, danger};
 
 const NOW: i64 = 1_800_000_000;
+
+/// A time for the `danger` functions.
+fn at(secs: i64) -> UnixTime {
+    UnixTime::from_secs(secs)
+}
 
 struct World {
     pem: String,
@@ -38,8 +44,13 @@ fn world() -> World {
 }
 
 fn verify(w: &World, token: &str) -> Result<spiffile_svid::Caller, Error> {
-    w.verifier
-        .verify_at(token, &w.billing, &VerifyOptions::default(), NOW)
+    danger::verify_at(
+        &w.verifier,
+        token,
+        &w.billing,
+        &VerifyOptions::default(),
+        at(NOW),
+    )
 }
 
 fn reason(r: Result<spiffile_svid::Caller, Error>) -> Option<Reason> {

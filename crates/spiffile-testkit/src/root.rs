@@ -104,7 +104,7 @@ impl Root {
             .join(name)
             .expect("a service name");
         self.bundle
-            .remove_identity(id.as_str())
+            .remove_identity(&id)
             .expect("the service is in the bundle");
         self.write_bundle();
     }

@@ -65,8 +65,8 @@ pub enum OutboundError {
 }
 
 /// A tower [`Layer`] for clients that adds `Authorization: Bearer <token>` to
-/// every outgoing request, with a fresh token minted by `identity` for the
-/// request's target.
+/// every outgoing request, with a token from `identity` for the request's
+/// target.
 ///
 /// The target's SPIFFE ID (the token's audience) is, in order: the request's
 /// [`Audience`] extension; the mapping of the request's `host:port`, then of
@@ -76,10 +76,15 @@ pub enum OutboundError {
 /// sent. A request that already has an `Authorization` header is sent as it
 /// is.
 ///
-/// Each request gets its own token (an ECDSA signature, about 25 µs), so a
-/// token never outlives its request by more than its lifetime and a rotated
-/// key is used at once. The header value is marked sensitive (not indexed by
-/// HTTP/2 header compression, hidden from `Debug`).
+/// Tokens come from [`Identity::token`]: a token minted for a target is
+/// reused while at most half of its lifetime has passed (so it always has at
+/// least half left: 30 s of the default 60 s), then a new one is minted (an
+/// ECDSA signature, about 20 µs). Reuse is what lets the receiver answer a
+/// repeated token from its verified-token cache; no token signed by a key
+/// that has since been rotated is ever handed out. Set
+/// [`spiffile::IdentityBuilder::token_reuse_fraction`] to 0 for a token per
+/// request. The header value is marked sensitive (not indexed by HTTP/2
+/// header compression, hidden from `Debug`).
 ///
 /// Works with anything that is a `tower::Service<http::Request<B>>`:
 /// hyper-util's legacy `Client`, a tonic `Channel` (requests there carry only

@@ -9,9 +9,10 @@
 //!   allowed callers through; `403` (gRPC `PERMISSION_DENIED`) for the rest.
 //! * [`Caller`]: the verified caller, by JWT-SVID or by X.509-SVID; with
 //!   the `axum` feature, a handler argument.
-//! * [`AddTokenLayer`] (client): adds a fresh token for each request's
-//!   target, chosen by host or per request ([`Audience`]); for hyper-util's
-//!   client and tonic channels.
+//! * [`AddTokenLayer`] (client): adds a token for each request's target,
+//!   chosen by host or per request ([`Audience`]); for hyper-util's client
+//!   and tonic channels. Tokens are reused while they have more than half
+//!   of their lifetime left ([`spiffile::Identity::token`]).
 //! * `RequestBuilderExt` (feature `reqwest`): the same for reqwest.
 //! * `serve_mtls` (feature `tls`): any tower HTTP service (axum, tonic
 //!   `Routes`, hyper) over mutual TLS with X.509-SVIDs, the verified
@@ -35,7 +36,8 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let identity = spiffile::Identity::from_env()?; // SPIFFILE_DIR=… (id, key.pem, bundle.json)
+//!     // SPIFFILE_DIR=./idroot/services/billing (or id, key.pem, bundle.json in one directory)
+//!     let identity = spiffile::Identity::from_env()?;
 //!     let app = Router::new()
 //!         .route("/whoami", get(|caller: Caller| async move { caller.id().to_string() }))
 //!         .layer(AuthenticateLayer::new(identity));
@@ -46,7 +48,10 @@
 //!
 //! # Example
 //!
-//! Billing accepts calls from orders only; orders calls billing.
+//! Billing accepts calls to `/charge` from orders only; orders calls billing.
+//! The two would be two processes; here they share one, each with its own
+//! identity (made with `spiffile init ./idroot --trust-domain example.org`
+//! and `spiffile add ./idroot orders billing`).
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -61,8 +66,8 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//!     // Server (billing): SPIFFILE_DIR names billing's id, key.pem, bundle.json.
-//!     let identity = spiffile::Identity::from_env()?;
+//!     // Server (billing), with billing's identity.
+//!     let billing_identity = spiffile::Identity::from_dir("./idroot/services/billing")?;
 //!     let orders: spiffile::SpiffeId = "spiffe://example.org/orders".parse()?;
 //!     let app = Router::new()
 //!         .route("/whoami", get(whoami))
@@ -70,14 +75,15 @@
 //!             "/charge",
 //!             get(whoami).route_layer(AuthorizeLayer::ids([orders])),
 //!         )
-//!         .layer(AuthenticateLayer::new(identity.clone()));
+//!         .layer(AuthenticateLayer::new(billing_identity.clone()));
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
 //!     tokio::spawn(async move { axum::serve(listener, app).await });
 //!
-//!     // Client (orders): every request to 127.0.0.1:8081 carries a token for billing.
-//!     let billing: spiffile::SpiffeId = "spiffe://example.org/billing".parse()?;
+//!     // Client (orders), with orders' own identity: every request to
+//!     // 127.0.0.1:8081 carries a token from orders for billing.
+//!     let orders_identity = spiffile::Identity::from_dir("./idroot/services/orders")?;
 //!     let client = ServiceBuilder::new()
-//!         .layer(AddTokenLayer::new(identity).target("127.0.0.1:8081", billing))
+//!         .layer(AddTokenLayer::new(orders_identity).target("127.0.0.1:8081", billing_identity.id().clone()))
 //!         .service(Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>());
 //!     let request = http::Request::get("http://127.0.0.1:8081/whoami").body(Empty::new())?;
 //!     let response = tower::ServiceExt::oneshot(client, request).await?;
@@ -88,6 +94,17 @@
 //! ```
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The workspace README's examples, compiled as doctests here, where axum
+// and tokio are at hand.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct WorkspaceReadme;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadme;
 
 #[cfg(feature = "axum")]
 mod axum;

@@ -16,8 +16,9 @@ use spiffile::{Identity, SpiffeId};
 /// # Ok(()) }
 /// ```
 pub trait RequestBuilderExt: Sized {
-    /// Sets `Authorization: Bearer <token>` (marked sensitive) with a fresh
-    /// token from `identity` for `audience`.
+    /// Sets `Authorization: Bearer <token>` (marked sensitive) with a token
+    /// from `identity` for `audience` ([`Identity::token`]: reused while it
+    /// has more than half of its lifetime left).
     fn spiffile_token(
         self,
         identity: &Identity,

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use spiffile_bundle::{BundleError, FormatError};
 use spiffile_id::{IdError, SpiffeId, TrustDomain};
@@ -79,12 +80,30 @@ pub enum Error {
     #[error("spiffile is not configured: {0}")]
     NotConfigured(String),
     /// A token lifetime that cannot be used.
-    #[error("token lifetime must be between 1 s and {max} s, not {requested_ms} ms")]
+    #[error(
+        "token lifetime must be between 1 s and {} s, not {}",
+        max.as_secs(),
+        DurationShown(*requested)
+    )]
     InvalidTtl {
-        /// What was asked, in milliseconds.
-        requested_ms: u128,
-        /// The largest lifetime, in seconds.
-        max: u64,
+        /// What was asked.
+        requested: Duration,
+        /// The longest lifetime accepted.
+        max: Duration,
+    },
+    /// A directory given as one identity's directory (`SPIFFILE_DIR`,
+    /// [`crate::Identity::from_dir`]) is a provisioning root, which holds
+    /// many.
+    #[error(
+        "{} is a spiffile provisioning root, not the directory of one identity (id, key.pem, bundle.json): name one of its services with SPIFFILE_DIR={}/services/NAME, or on the command line with `--root {} --service NAME`{}",
+        dir.display(), dir.display(), dir.display(),
+        if services.is_empty() { String::new() } else { format!(" (its services: {})", services.join(", ")) }
+    )]
+    ProvisioningRoot {
+        /// The directory given.
+        dir: PathBuf,
+        /// The services of the root, as far as they could be listed.
+        services: Vec<String>,
     },
     /// The system clock is unusable (before 1970).
     #[error("the system clock is before the Unix epoch")]
@@ -256,10 +275,27 @@ impl From<spiffile_svid::Error> for Error {
         match e {
             Svid::InvalidToken(t) => Error::InvalidToken(t),
             Svid::UnknownIdentity(id) => Error::UnknownIdentity(id),
-            Svid::InvalidTtl { requested_ms, max } => Error::InvalidTtl { requested_ms, max },
+            Svid::InvalidTtl { requested, max } => Error::InvalidTtl { requested, max },
             Svid::Clock => Error::Clock,
             Svid::Signing => Error::Signing,
             other => Error::Svid(Box::new(other)),
+        }
+    }
+}
+
+/// A duration as a person would write it back: whole seconds in seconds,
+/// whole milliseconds in milliseconds, anything finer as `Debug` does.
+struct DurationShown(Duration);
+
+impl std::fmt::Display for DurationShown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0;
+        if d.subsec_nanos() == 0 {
+            write!(f, "{} s", d.as_secs())
+        } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+            write!(f, "{} ms", d.as_millis())
+        } else {
+            write!(f, "{d:?}")
         }
     }
 }
@@ -285,13 +321,11 @@ mod tests {
         ));
         assert!(matches!(
             Error::from(Svid::InvalidTtl {
-                requested_ms: 5,
-                max: 86_400
+                requested: Duration::from_millis(5),
+                max: Duration::from_secs(86_400)
             }),
-            Error::InvalidTtl {
-                requested_ms: 5,
-                max: 86_400
-            }
+            Error::InvalidTtl { requested, max }
+                if requested == Duration::from_millis(5) && max == Duration::from_secs(86_400)
         ));
         assert!(matches!(Error::from(Svid::Clock), Error::Clock));
         let signing = Error::from(Svid::Signing);

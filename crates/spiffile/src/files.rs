@@ -40,13 +40,64 @@ impl IdentityFiles {
         }
     }
 
+    /// The three files of a directory as found on disk: the directory form
+    /// (`id`, `key.pem`, `bundle.json`), or a service directory of a
+    /// provisioning root (`ROOT/services/NAME`, holding `id` and `key.pem`),
+    /// whose bundle is the root's `bundle.json`. A provisioning root itself
+    /// is refused with [`Error::ProvisioningRoot`], which names its services.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let root = dir.path();
+    /// spiffile::provision::init_root(root, "example.org")?;
+    /// spiffile::provision::add_service(root, "orders")?;
+    /// let files = spiffile::IdentityFiles::from_dir(root.join("services/orders"))?;
+    /// assert_eq!(files.bundle, root.join("bundle.json"));
+    /// assert!(matches!(
+    ///     spiffile::IdentityFiles::from_dir(root),
+    ///     Err(spiffile::Error::ProvisioningRoot { .. })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, Error> {
+        let dir = dir.as_ref();
+        let files = IdentityFiles::in_dir(dir);
+        match DirLayout::of(dir) {
+            DirLayout::Identity => Ok(files),
+            DirLayout::ServiceOfRoot { bundle } => Ok(IdentityFiles { bundle, ..files }),
+            DirLayout::Root => Err(Error::ProvisioningRoot {
+                dir: dir.to_owned(),
+                services: service_names(dir),
+            }),
+        }
+    }
+
     /// Reads `SPIFFILE_ID_FILE`, `SPIFFILE_KEY_FILE`, `SPIFFILE_BUNDLE_FILE`
     /// and `SPIFFILE_DIR` from the process environment.
     ///
     /// Each explicit file variable wins over the directory for its own file;
-    /// an empty variable counts as unset.
+    /// an empty variable counts as unset. `SPIFFILE_DIR` may also name a
+    /// service directory of a provisioning root (see
+    /// [`IdentityFiles::from_dir`]).
     pub fn from_env() -> Result<Self, Error> {
-        Self::from_vars(|name| std::env::var_os(name))
+        let var = |name: &str| std::env::var_os(name);
+        let files = Self::from_vars(var)?;
+        let Some(dir) = var(ENV_DIR).filter(|v| !v.is_empty()).map(PathBuf::from) else {
+            return Ok(files);
+        };
+        let explicit = |name: &str| var(name).is_some_and(|v| !v.is_empty());
+        match DirLayout::of(&dir) {
+            DirLayout::ServiceOfRoot { bundle } if !explicit(ENV_BUNDLE_FILE) => {
+                Ok(IdentityFiles { bundle, ..files })
+            }
+            DirLayout::Root if !explicit(ENV_ID_FILE) || !explicit(ENV_KEY_FILE) => {
+                Err(Error::ProvisioningRoot {
+                    services: service_names(&dir),
+                    dir,
+                })
+            }
+            _ => Ok(files),
+        }
     }
 
     /// Like [`IdentityFiles::from_env`], with the variables looked up by
@@ -91,6 +142,57 @@ impl IdentityFiles {
             }
         }
     }
+}
+
+/// What a directory named as an identity's directory is.
+pub(crate) enum DirLayout {
+    /// The directory form, or something that is not a root (loading reports
+    /// what is missing).
+    Identity,
+    /// `ROOT/services/NAME` of a provisioning root: `id` and `key.pem` here,
+    /// the bundle at the root.
+    ServiceOfRoot { bundle: PathBuf },
+    /// A provisioning root: `bundle.json` and `services/`, no `id`.
+    Root,
+}
+
+impl DirLayout {
+    pub(crate) fn of(dir: &Path) -> DirLayout {
+        let here = IdentityFiles::in_dir(dir);
+        if here.bundle.exists() {
+            if !here.id.exists() && dir.join(spiffile_provision::SERVICES_DIR).is_dir() {
+                return DirLayout::Root;
+            }
+            return DirLayout::Identity;
+        }
+        if !here.id.is_file() {
+            return DirLayout::Identity;
+        }
+        // The nearest ancestor named `services` whose parent holds the
+        // bundle: the root this directory is a service of. Nothing outside
+        // that root is looked at.
+        let mut up = dir.parent();
+        while let Some(services) = up {
+            if services.file_name() == Some(std::ffi::OsStr::new(spiffile_provision::SERVICES_DIR))
+                && let Some(root) = services.parent()
+            {
+                let bundle = root.join(spiffile_provision::BUNDLE_FILE);
+                if bundle.is_file() {
+                    return DirLayout::ServiceOfRoot { bundle };
+                }
+            }
+            up = services.parent();
+        }
+        DirLayout::Identity
+    }
+}
+
+/// The service names of a root, for a message (empty when they cannot be
+/// listed).
+pub(crate) fn service_names(root: &Path) -> Vec<String> {
+    spiffile_provision::list_services(root)
+        .map(|services| services.into_iter().map(|s| s.name).collect())
+        .unwrap_or_default()
 }
 
 /// Largest identity file read (an ID is at most 2048 bytes).

@@ -9,7 +9,7 @@ use spiffile_bundle::MAX_BUNDLE_BYTES;
 use spiffile_id::SpiffeId;
 use spiffile_svid::{
     Caller, DEFAULT_TOKEN_REUSE_FRACTION, DEFAULT_TTL, DEFAULT_VERIFY_CACHE_CAPACITY, JwtSvidSet,
-    Signer, Verifier, VerifyOptions, unix_now,
+    Signer, UnixTime, Verifier, VerifyOptions,
 };
 use spiffile_watch::{DirSource, WatchOptions, Watched};
 
@@ -92,7 +92,8 @@ impl Default for IdentityBuilder {
 
 impl IdentityBuilder {
     /// Lifetime of tokens minted by [`Identity::token`] (default 60 s; the
-    /// profile discourages more than 300 s).
+    /// profile discourages more than 300 s). Checked when the identity is
+    /// loaded: 0 or more than a day is [`Error::InvalidTtl`].
     pub fn token_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -100,14 +101,14 @@ impl IdentityBuilder {
 
     /// Clock leeway for `exp`, `nbf` and `iat` (default 30 s).
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.verify = self.verify.leeway(leeway);
+        self.verify = self.verify.with_leeway(leeway);
         self
     }
 
     /// Largest token accepted, in bytes (default 8 KiB); longer tokens are
     /// refused before any decoding.
     pub fn max_token_bytes(mut self, max: usize) -> Self {
-        self.verify = self.verify.max_token_bytes(max);
+        self.verify = self.verify.with_max_token_bytes(max);
         self
     }
 
@@ -122,8 +123,10 @@ impl IdentityBuilder {
     /// every hit), and are dropped with the bundle they were verified
     /// against: the moment a changed bundle is loaded, a revoked identity is
     /// refused even for tokens accepted a moment before. Refused tokens are
-    /// never remembered. The cost is memory (about 1 KiB per token held) and
-    /// one keyed hash of the token on every call.
+    /// never remembered, and an accepted one is remembered from its second
+    /// verification on (a token presented once costs no insert). The cost
+    /// is memory (about 1 KiB per token held) and one keyed hash of the
+    /// token on every call.
     pub fn verify_cache_capacity(mut self, capacity: usize) -> Self {
         self.caches.verify_capacity = capacity;
         self
@@ -134,7 +137,8 @@ impl IdentityBuilder {
     /// lifetime is handed out again while at most `fraction` of its lifetime
     /// has passed (default one half, so a reused token has at least half of
     /// its lifetime left; at most 1; 0 turns reuse off and mints on every
-    /// call).
+    /// call). A token is kept from its audience's second request on, so an
+    /// audience asked for only once costs nothing to keep.
     ///
     /// A token is never reused after the key changes. Reuse means a receiver
     /// sees the same token several times, which is what makes its
@@ -201,12 +205,17 @@ impl IdentityBuilder {
     }
 
     /// Loads the identity from a directory holding `id`, `key.pem` and
-    /// `bundle.json`.
+    /// `bundle.json`, or from a service directory of a provisioning root
+    /// (`ROOT/services/NAME`, see [`IdentityFiles::from_dir`]).
     pub fn from_dir(self, dir: impl AsRef<Path>) -> Result<Identity, Error> {
-        self.load(IdentityFiles::in_dir(dir))
+        self.load(IdentityFiles::from_dir(dir)?)
     }
 
     /// Loads the identity from the given files.
+    ///
+    /// The settings are checked first: a token lifetime outside 1 s to one
+    /// day is [`Error::InvalidTtl`] here, not at the first token; one above
+    /// the profile's recommended 300 s is logged as a warning.
     pub fn load(self, files: IdentityFiles) -> Result<Identity, Error> {
         self.load_sources(files.into())
     }
@@ -215,6 +224,14 @@ impl IdentityBuilder {
     /// files, a bundle directory, SPIRE's files through spiffe-helper, a
     /// verify-only identity (see [`IdentitySources`]).
     pub fn load_sources(self, sources: IdentitySources) -> Result<Identity, Error> {
+        spiffile_svid::check_ttl(self.ttl)?;
+        if self.ttl > spiffile_svid::RECOMMENDED_MAX_TTL {
+            tracing::warn!(
+                target: "spiffile",
+                "token lifetime {} s is longer than the 300 s the profile recommends at most: a stolen token stays usable that long",
+                self.ttl.as_secs()
+            );
+        }
         let watch = if self.hot_reload {
             self.watch.clone()
         } else {
@@ -286,7 +303,7 @@ impl IdentityBuilder {
         };
         let id = own.id;
         match &presenter {
-            Presenter::Key(_) if !verifier.load().contains(id.as_str()) => tracing::warn!(
+            Presenter::Key(_) if !verifier.load().contains(&id) => tracing::warn!(
                 target: "spiffile",
                 "identity `{id}` has no keys in the bundle {}: peers will refuse its tokens until it is added",
                 sources.bundle.path().display()
@@ -472,6 +489,24 @@ impl Identity {
         IdentityBuilder::default().from_files(id_file, key_file, bundle_file)
     }
 
+    /// Loads the identity from a directory holding `id`, `key.pem` and
+    /// `bundle.json` (the `SPIFFILE_DIR` form), or from a service directory
+    /// of a provisioning root, `ROOT/services/NAME`, whose bundle is
+    /// `ROOT/bundle.json`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let root = dir.path();
+    /// # spiffile::provision::init_root(root, "example.org")?;
+    /// # spiffile::provision::add_service(root, "orders")?;
+    /// let orders = spiffile::Identity::from_dir(root.join("services/orders"))?;
+    /// assert_eq!(orders.id().as_str(), "spiffe://example.org/orders");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Identity, Error> {
+        IdentityBuilder::default().from_dir(dir)
+    }
+
     /// This workload's SPIFFE ID.
     pub fn id(&self) -> &SpiffeId {
         &self.inner.id
@@ -512,7 +547,7 @@ impl Identity {
         match &self.inner.presenter {
             Presenter::Key(signer) => Ok(signer.load().mint_or_reuse(audience, ttl)?),
             Presenter::JwtSvids { dir, set } => {
-                let now = unix_now()?;
+                let now = UnixTime::now()?.as_secs();
                 match set.load().freshest(audience.as_str(), now) {
                     Ok(svid) => Ok(svid.token().to_owned()),
                     Err(problem) => Err(Error::NoJwtSvid {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use spiffile_id::TrustDomain;
 
 use crate::Error;
-use crate::files::{ENV_BUNDLE_FILE, ENV_DIR, ENV_ID_FILE, ENV_KEY_FILE, IdentityFiles};
+use crate::files::{
+    DirLayout, ENV_BUNDLE_FILE, ENV_DIR, ENV_ID_FILE, ENV_KEY_FILE, IdentityFiles, service_names,
+};
 
 /// Environment variable naming a directory of bundles: every `*.json` file
 /// in it is a bundle (spiffile, SPIFFE or spiffe-helper's set), one or more
@@ -169,8 +171,26 @@ impl IdentitySources {
     /// says why it cannot.
     pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Result<Self, Error> {
         let get = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let dir = get(ENV_DIR).map(IdentityFiles::in_dir);
+        let dir_path = get(ENV_DIR);
+        let mut dir = dir_path.as_deref().map(IdentityFiles::in_dir);
         let svid_dir = get(ENV_JWT_SVID_DIR);
+        // `SPIFFILE_DIR` may name a service directory of a provisioning root
+        // (its bundle is the root's), and must not name the root itself.
+        if let (Some(path), Some(files)) = (&dir_path, &mut dir) {
+            match DirLayout::of(path) {
+                DirLayout::ServiceOfRoot { bundle } => files.bundle = bundle,
+                DirLayout::Root
+                    if get(ENV_ID_FILE).is_none()
+                        || (get(ENV_KEY_FILE).is_none() && svid_dir.is_none()) =>
+                {
+                    return Err(Error::ProvisioningRoot {
+                        dir: path.clone(),
+                        services: service_names(path),
+                    });
+                }
+                _ => {}
+            }
+        }
         let bundle_file = get(ENV_BUNDLE_FILE);
         let bundle_dir = get(ENV_BUNDLE_DIR);
         let trust_domain = match var(ENV_BUNDLE_TRUST_DOMAIN).filter(|v| !v.is_empty()) {

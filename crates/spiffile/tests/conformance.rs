@@ -81,13 +81,13 @@ fn tokens_minted_here_match_the_python_shape_byte_for_byte() {
         pem.as_bytes(),
     )
     .unwrap();
-    let ours = signer
-        .mint_at(
-            &"spiffe://example.org/billing".parse().unwrap(),
-            1_750_000_000,
-            2_051_222_400,
-        )
-        .unwrap();
+    let ours = spiffile::svid::danger::mint_at(
+        &signer,
+        &"spiffe://example.org/billing".parse().unwrap(),
+        spiffile::svid::UnixTime::from_secs(1_750_000_000),
+        spiffile::svid::UnixTime::from_secs(2_051_222_400),
+    )
+    .unwrap();
     let theirs = f["token_orders_to_billing_exp_2035"].as_str().unwrap();
     let head = |t: &str| t.rsplit_once('.').unwrap().0.to_owned();
     assert_eq!(head(&ours), head(theirs));

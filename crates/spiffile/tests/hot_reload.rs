@@ -175,7 +175,7 @@ fn key_rotation_is_used_without_restart() {
     );
 
     // Dropping the old key revokes tokens signed with it.
-    root.bundle.remove_key(orders_id.as_str(), &old_kid);
+    root.bundle.remove_key(&orders_id, &old_kid);
     root.write_bundle();
     wait_for("old key revoked", || billing.verify(&old_token).is_err());
     assert_eq!(

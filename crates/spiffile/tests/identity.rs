@@ -67,7 +67,8 @@ impl FromDirFiles for spiffile::IdentityBuilder {
 fn unknown_and_revoked_identities() {
     let (mut root, orders, billing) = Root::orders_and_billing();
     let token = orders.token(billing.id()).unwrap();
-    root.bundle.remove_identity("spiffe://example.org/orders");
+    root.bundle
+        .remove_identity(&"spiffe://example.org/orders".parse().unwrap());
     root.write_bundle();
     billing.reload().unwrap();
     match billing.verify(&token) {
@@ -209,4 +210,73 @@ fn from_env_reads_the_process_environment() {
         out.contains("CHILD-ERR spiffile is not configured: set SPIFFILE_DIR"),
         "{out}"
     );
+}
+
+#[test]
+fn the_token_lifetime_is_checked_when_the_identity_is_loaded() {
+    let mut root = Root::new("example.org");
+    root.add("orders");
+    let dir = root.service_dir("orders");
+    for bad in [Duration::ZERO, Duration::from_secs(86_401)] {
+        let e = Identity::builder()
+            .token_ttl(bad)
+            .hot_reload(false)
+            .from_files(dir.join("id"), dir.join("key.pem"), root.bundle_path())
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidTtl { .. }), "{e}");
+    }
+    let e = Identity::builder()
+        .token_ttl(Duration::from_secs(100_000))
+        .hot_reload(false)
+        .from_dir(&dir)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "token lifetime must be between 1 s and 86400 s, not 100000 s"
+    );
+    let e = Identity::builder()
+        .token_ttl(Duration::from_millis(86_400_500))
+        .hot_reload(false)
+        .from_dir(&dir)
+        .unwrap_err();
+    assert!(e.to_string().ends_with("not 86400500 ms"), "{e}");
+}
+
+#[test]
+fn a_service_directory_of_a_root_is_a_directory_form() {
+    let mut root = Root::new("example.org");
+    root.add("orders");
+    root.add("team/billing");
+    let orders = Identity::from_dir(root.service_dir("orders")).unwrap();
+    assert_eq!(orders.id(), &id("spiffe://example.org/orders"));
+    assert_eq!(orders.sources().bundle.path(), root.bundle_path());
+    let billing = Identity::builder()
+        .hot_reload(false)
+        .from_dir(root.service_dir("team/billing"))
+        .unwrap();
+    assert_eq!(billing.sources().bundle.path(), root.bundle_path());
+    let token = orders.token(billing.id()).unwrap();
+    assert_eq!(billing.verify(&token).unwrap().id(), orders.id());
+
+    // The root itself is refused with what to do instead.
+    let e = Identity::from_dir(root.dir.path()).unwrap_err();
+    let message = e.to_string();
+    assert!(matches!(e, Error::ProvisioningRoot { .. }), "{e}");
+    assert!(message.contains("/services/NAME"), "{message}");
+    assert!(message.contains("--root"), "{message}");
+
+    // A directory with its own bundle.json is the upstream form, whatever
+    // is around it.
+    let own = root.service_dir("orders").join("copy");
+    std::fs::create_dir(&own).unwrap();
+    for f in ["id", "key.pem"] {
+        std::fs::copy(root.service_dir("orders").join(f), own.join(f)).unwrap();
+    }
+    std::fs::copy(root.bundle_path(), own.join("bundle.json")).unwrap();
+    let copy = Identity::from_dir(&own).unwrap();
+    assert_eq!(copy.sources().bundle.path(), own.join("bundle.json"));
+    // A directory that is neither: the missing file is named.
+    let empty = tempfile::tempdir().unwrap();
+    let e = Identity::from_dir(empty.path()).unwrap_err();
+    assert!(e.to_string().contains("id"), "{e}");
 }

@@ -167,7 +167,10 @@ fn no_key_material_in_logs_debug_display_or_errors() {
 }
 
 fn identity_jwk(root: &Root) -> serde_json::Value {
-    root.bundle.keys("spiffe://example.org/orders").unwrap()[0].to_jwk()
+    root.bundle
+        .keys(&"spiffe://example.org/orders".parse().unwrap())
+        .unwrap()[0]
+        .to_jwk()
 }
 
 #[cfg(unix)]

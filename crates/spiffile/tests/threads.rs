@@ -56,7 +56,7 @@ fn identities_share_one_watcher_thread() {
         .token_with_ttl(identities[0].id(), Duration::from_secs(600))
         .unwrap();
     assert!(identities[0].verify(&token).is_ok());
-    root.bundle.remove_identity(identities[1].id().as_str());
+    root.bundle.remove_identity(identities[1].id());
     root.write_bundle();
     wait_for("revoked", || identities[0].verify(&token).is_err());
 

@@ -58,6 +58,7 @@ pub fn cmd() -> Command {
         "SPIFFILE_BUNDLE_DIR",
         "SPIFFILE_BUNDLE_TRUST_DOMAIN",
         "SPIFFILE_JWT_SVID_DIR",
+        "SPIFFILE_ROOT",
     ] {
         c.env_remove(var);
     }

@@ -124,7 +124,9 @@ fn same_objects_same_bytes_and_publication() {
     let doc = Bundle::from_json(data["example.org.json"].as_bytes()).unwrap();
     assert_eq!(doc.len(), 2);
     assert_eq!(
-        doc.keys("spiffe://example.org/orders").unwrap()[0].kid(),
+        doc.keys(&"spiffe://example.org/orders".parse().unwrap())
+            .unwrap()[0]
+            .kid(),
         ko
     );
     let state = &w1.identities[&ObjKey::new("shop", "orders")];
@@ -182,7 +184,12 @@ fn duplicates_and_secret_conflicts_are_refused() {
     assert_eq!(dup.reason, Reason::DuplicateSpiffeId);
     assert!(dup.message.contains("prod/billing"), "{}", dup.message);
     let doc = Bundle::from_json(w.desired["prod"]["example.org.json"].as_bytes()).unwrap();
-    assert_eq!(doc.keys("spiffe://example.org/billing").unwrap().len(), 1);
+    assert_eq!(
+        doc.keys(&"spiffe://example.org/billing".parse().unwrap())
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Two identities naming one Secret: the second does not own it.
     let mut other = si("prod", "other", "example.org", "2026-03-01T00:00:00Z");
@@ -213,7 +220,7 @@ fn previous_keys_stay_until_they_expire() {
     let w = f.compute(NOW);
     let doc = Bundle::from_json(w.desired["shop"]["example.org.json"].as_bytes()).unwrap();
     let kids: Vec<_> = doc
-        .keys("spiffe://example.org/orders")
+        .keys(&"spiffe://example.org/orders".parse().unwrap())
         .unwrap()
         .iter()
         .map(|k| k.kid().to_owned())
@@ -222,7 +229,12 @@ fn previous_keys_stay_until_they_expire() {
     assert_eq!(w.next_expiry, Some(t("2026-06-01T00:00:10Z")));
     let w = f.compute("2026-06-01T00:00:10Z");
     let doc = Bundle::from_json(w.desired["shop"]["example.org.json"].as_bytes()).unwrap();
-    assert_eq!(doc.keys("spiffe://example.org/orders").unwrap().len(), 1);
+    assert_eq!(
+        doc.keys(&"spiffe://example.org/orders".parse().unwrap())
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(w.next_expiry, None);
 }
 

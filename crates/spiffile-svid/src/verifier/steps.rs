@@ -149,9 +149,9 @@ pub(crate) fn read_claims(json: &[u8]) -> Result<UnverifiedClaims<'_>, TokenErro
 /// found: the SPIFFE ID, and the only keys that may validate the token.
 pub(super) struct Subject<'k> {
     pub(super) id: SpiffeId,
-    keys: &'k [BoundKey],
+    pub(super) keys: &'k [BoundKey],
     /// `Some` for a per-domain authority: the trust domain its keys speak for.
-    domain: Option<&'k TrustDomain>,
+    pub(super) domain: Option<&'k TrustDomain>,
 }
 
 /// The trust domain part of a claimed `sub`, if it has the SPIFFE scheme
@@ -330,7 +330,15 @@ pub(super) fn check_signature(
         .chain(others)
         .any(|k| k.key.verify(msg, &sig).is_ok())
     {
-        return Err(TokenError::Signature(subject.id.clone()));
+        // Only on refusal: say whether the key the token names is bound at
+        // all, which tells a revoked or rotated-out key from a bad signature.
+        if keys.iter().any(|k| &*k.kid == kid) {
+            return Err(TokenError::Signature(subject.id.clone()));
+        }
+        return Err(TokenError::UnboundKey {
+            sub: subject.id.clone(),
+            kid: short(kid),
+        });
     }
     Ok(())
 }

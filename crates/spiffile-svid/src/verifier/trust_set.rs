@@ -211,6 +211,7 @@ impl TrustSetBuilder {
         Verifier {
             domains,
             cache: None,
+            seen: super::SeenOnce::new(0),
         }
     }
 }
