@@ -93,7 +93,7 @@ impl IdentitySource {
         &self,
         env: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<IdentitySources, Failure> {
-        IdentitySources::from_vars(|name| self.var(name, env)).map_err(Failure::usage)
+        IdentitySources::from_vars(|name| self.var(name, env)).map_err(identity_failure)
     }
 
     /// The sources these flags and the process environment describe.
