@@ -2,8 +2,8 @@
 //! ConfigMap write per namespace.
 //!
 //! Every watch event that bundles depend on wakes it; it then waits until
-//! the changes pause for [`Config::bundle_debounce`] (but never longer than
-//! [`Config::bundle_max_delay`] after the first change), computes the world
+//! the changes pause for [`Config::bundle_debounce`](crate::config::Config::bundle_debounce) (but never longer than
+//! [`Config::bundle_max_delay`](crate::config::Config::bundle_max_delay) after the first change), computes the world
 //! from the watch caches, writes the ConfigMaps whose data differ (nothing
 //! when nothing changed: the canonical form is byte-stable), and asks the
 //! controllers to reconcile the objects whose state changed.
