@@ -263,11 +263,10 @@ fn a_federated_bundle_may_not_hold_cas_for_our_own_trust_domain() {
         X509Source::watch(X509Files::spire_agent(dir.path()), WatchOptions::default()).unwrap();
     fs::write(dir.path().join("federated_bundle.0.1.pem"), pem(&impostor)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while source.status().bundle_error.is_none() {
-        assert!(Instant::now() < deadline, "the impostor file is reported");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let error = source.status().bundle_error.unwrap();
+    // The file is written in place (as spire-agent's `-write` does), so a
+    // half-written moment may be reported first; wait for the verdict on
+    // the whole file.
+    let error = wait_for_bundle_error(&source, "own trust domain", deadline);
     assert!(error.contains("own trust domain"), "{error}");
     let forged = impostor.leaf("spiffe://example.org/billing");
     assert_eq!(verify(&source, &forged), Err(Reason::UntrustedChain));
@@ -290,11 +289,11 @@ fn two_files_for_one_federated_trust_domain_are_refused() {
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while source.status().bundle_error.is_none() {
-        assert!(Instant::now() < deadline, "the duplicate is reported");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let error = source.status().bundle_error.unwrap();
+    let error = wait_for_bundle_error(
+        &source,
+        "federated_bundle.0.0.pem already holds the CAs of partner.org",
+        deadline,
+    );
     assert!(
         error.contains("federated_bundle.0.0.pem already holds the CAs of partner.org"),
         "{error}"
@@ -345,4 +344,20 @@ fn a_named_federated_file_takes_cas_without_a_san_and_refuses_other_domains() {
     fs::write(&path, pem(&w.third)).unwrap();
     let e = X509Source::from_files(files.federated(Some(td), &path)).unwrap_err();
     assert!(federated_error(&e).contains("one trust domain"), "{e}");
+}
+
+/// The source's bundle error once it mentions `expected` (earlier errors,
+/// such as a file caught half-written, are passed over); the last error
+/// seen when the deadline passes.
+fn wait_for_bundle_error(source: &X509Source, expected: &str, deadline: Instant) -> String {
+    loop {
+        let error = source.status().bundle_error;
+        match error {
+            Some(e) if e.contains(expected) => return e,
+            other if Instant::now() >= deadline => {
+                return other.unwrap_or_else(|| "no bundle error reported".to_owned());
+            }
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
 }
