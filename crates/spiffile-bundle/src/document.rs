@@ -134,17 +134,34 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "identity {:?}", self.identity)?;
-        if let Some(i) = self.key_index {
-            write!(f, " key #{i}")?;
-        }
-        let what = if self.kind.is_skip() {
-            " skipped: "
-        } else {
-            ": "
-        };
-        write!(f, "{what}{}", self.message)
+        write_finding(
+            f,
+            "identity",
+            &self.identity,
+            self.key_index,
+            self.kind,
+            &self.message,
+        )
     }
+}
+
+/// The words of every bundle finding: `<what> "<name>"[ key #i][ skipped]:
+/// <message>` (an identity's in a spiffile bundle, a trust domain's in a
+/// SPIFFE bundle).
+pub(crate) fn write_finding(
+    f: &mut fmt::Formatter<'_>,
+    what: &str,
+    name: &str,
+    key_index: Option<usize>,
+    kind: WarningKind,
+    message: &str,
+) -> fmt::Result {
+    write!(f, "{what} {name:?}")?;
+    if let Some(i) = key_index {
+        write!(f, " key #{i}")?;
+    }
+    let verdict = if kind.is_skip() { " skipped: " } else { ": " };
+    write!(f, "{verdict}{message}")
 }
 
 /// A parsed, validated spiffile bundle.

@@ -81,16 +81,14 @@ pub struct DomainWarning {
 
 impl fmt::Display for DomainWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "trust domain {:?}", self.trust_domain)?;
-        if let Some(i) = self.key_index {
-            write!(f, " key #{i}")?;
-        }
-        let what = if self.kind.is_skip() {
-            " skipped: "
-        } else {
-            ": "
-        };
-        write!(f, "{what}{}", self.message)
+        crate::document::write_finding(
+            f,
+            "trust domain",
+            &self.trust_domain,
+            self.key_index,
+            self.kind,
+            &self.message,
+        )
     }
 }
 

@@ -1,11 +1,10 @@
 //! `add_service`: a new service, or an existing key adopted when asked.
 
-use std::fs;
 use std::path::Path;
 
 use spiffile_id::SpiffeId;
 
-use crate::fsutil::{self, sync_dir};
+use crate::fsutil::sync_dir;
 use crate::layout::NEXT_KEY_FILE;
 use crate::open::{Open, in_bundle_error};
 use crate::service_files::{check_id_file, create_service_dir, read_key, write_id_file, write_key};
@@ -166,11 +165,7 @@ pub fn add_service_with(
                 open.bundle
                     .add_key_first(&service.id, key)
                     .map_err(|e| in_bundle_error(e, &open.root))?;
-                open.write_bundle()?;
-                undo.bundle_written();
-                crate::faults::check("add:rename")?;
-                fs::rename(&staged, &key_file)
-                    .map_err(fsutil::fail(&key_file, "rename the new key over"))?;
+                undo.commit_staged_key(&open, &staged, &key_file, "add:rename")?;
                 Ok(kid)
             })();
             let kid = match result {

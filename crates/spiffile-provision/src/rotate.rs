@@ -1,12 +1,11 @@
 //! `rotate_service` and `revoke_old_keys`: a service's new key, and the end
 //! of the overlap with its old ones.
 
-use std::fs;
 use std::path::Path;
 
 use spiffile_id::SpiffeId;
 
-use crate::fsutil::{self, sync_dir};
+use crate::fsutil::sync_dir;
 use crate::layout::NEXT_KEY_FILE;
 use crate::open::{Open, in_bundle_error};
 use crate::service_files::{check_id_file, create_service_dir, read_key, write_id_file, write_key};
@@ -105,11 +104,7 @@ pub fn rotate_service(
             open.bundle.set_keys(&service.id, vec![key])
         }
         .map_err(|e| in_bundle_error(e, &open.root))?;
-        open.write_bundle()?;
-        undo.bundle_written();
-        crate::faults::check("rotate:rename")?;
-        fs::rename(&staged, &key_file)
-            .map_err(fsutil::fail(&key_file, "rename the new key over"))?;
+        undo.commit_staged_key(&open, &staged, &key_file, "rotate:rename")?;
         Ok(kid)
     })();
     let kid = match result {

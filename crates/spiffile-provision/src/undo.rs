@@ -9,7 +9,7 @@
 //! operation's housekeeping completes or discards.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::fsutil::{self, remove_if_present, sync_dir, write_atomic};
@@ -57,6 +57,24 @@ impl Undo {
 
     pub(crate) fn bundle_written(&mut self) {
         self.steps.push(Step::Bundle);
+    }
+
+    /// The commit of `add` and `rotate`: writes `open`'s bundle (which now
+    /// binds the key staged in `staged`), then renames the staged key over
+    /// `key_file`. A failure of the rename is reported with the bundle
+    /// already written, which [`Undo::roll_back`] then undoes.
+    pub(crate) fn commit_staged_key(
+        &mut self,
+        open: &Open,
+        staged: &Path,
+        key_file: &Path,
+        fault: &'static str,
+    ) -> Result<(), Error> {
+        open.write_bundle()?;
+        self.bundle_written();
+        crate::faults::check(fault)?;
+        fs::rename(staged, key_file).map_err(fsutil::fail(key_file, "rename the new key over"))?;
+        Ok(())
     }
 
     /// Undoes every step, newest first (stopping at one that fails), and
